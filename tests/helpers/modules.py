@@ -1,0 +1,21 @@
+"""Run a chefcloud.pgindex module in-process, exactly as Ansible would call it, and return its result."""
+import contextlib
+import importlib
+import io
+import json
+
+from ansible.module_utils.testing import patch_module_args
+
+
+def run_module(name, args, check_mode=False, diff=False):
+    """Run plugins/modules/<name>.py with ``args``; return (failed, result dict)."""
+    module = importlib.import_module('ansible_collections.chefcloud.pgindex.plugins.modules.%s' % name)
+    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    out = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(out):
+        try:
+            module.main()
+        except SystemExit:
+            pass
+    result = json.loads(out.getvalue())
+    return bool(result.get('failed')), result

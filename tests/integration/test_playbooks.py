@@ -1,0 +1,102 @@
+"""The playbooks as users run them: ansible-playbook against a real server, through the libpq environment."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SIX = ['idx_fr_overview_org_period', 'idx_fr_rankings_org_metric_period', 'idx_fr_budgets_org_cc_period',
+       'idx_inv_batches_org_sku', 'idx_po_org_status_created', 'idx_payments_org_status_created']
+
+
+def playbook(db, *args, env=None, cwd=ROOT):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(('PG', 'ANSIBLE_'))}
+    full_env.update(db.env, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
+    full_env.update(env or {})
+    proc = subprocess.run([str(BIN / 'ansible-playbook'), *args], cwd=str(cwd), env=full_env,
+                          capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def recap(output):
+    """{'changed': n, 'failed': n, ...} of the PLAY RECAP line of local-db."""
+    line = re.search(r'^local-db\s*:(.*)$', output, re.M).group(1)
+    return {k: int(v) for k, v in re.findall(r'(\w+)=(\d+)', line)}
+
+
+def six_state(db):
+    return {name: (db.index(name) or (None,))[0] for name in SIX}
+
+
+def test_deploy_creates_the_six_indexes_then_changes_nothing(db):
+    rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local')
+    assert rc == 0, out
+    assert six_state(db) == {name: True for name in SIX}
+    assert recap(out)['changed'] == 1 and recap(out)['failed'] == 0
+    assert 'idx_payments_org_status_created on public.payments: created, valid' in out
+    rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local')
+    assert rc == 0, out
+    assert recap(out)['changed'] == 0
+    assert out.count(': none, valid') == 6
+
+
+def test_check_diff_changes_nothing_and_shows_the_sql(db):
+    rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local', '--check', '--diff')
+    assert rc == 0, out
+    assert six_state(db) == {name: None for name in SIX}
+    for name in SIX:
+        assert 'would run: CREATE INDEX CONCURRENTLY "%s"' % name in out
+    assert '+CREATE INDEX idx_fr_overview_org_period ON public.franchise_overview USING btree (org_id, period)' in out
+
+
+def test_rollback_drops_exactly_the_change_set_in_reverse_order(db):
+    db.query('CREATE INDEX idx_payments_method ON payments (method)')
+    assert playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local')[0] == 0
+    rc, out = playbook(db, 'playbooks/rollback_indexes.yml', '-i', 'inventories/local')
+    assert rc == 0, out
+    assert six_state(db) == {name: None for name in SIX}
+    assert db.indexes_on('payments') == ['idx_payments_method', 'payments_pkey']
+    drops = re.findall(r'ran: DROP INDEX CONCURRENTLY IF EXISTS "public"."(\w+)"', out)
+    assert drops == SIX[::-1]
+    rc, out = playbook(db, 'playbooks/rollback_indexes.yml', '-i', 'inventories/local')
+    assert rc == 0 and recap(out)['changed'] == 0, out
+
+
+def test_libpq_environment_chooses_the_server(db):
+    from pgserver import free_port
+    port = free_port()
+    rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local', env={'PGPORT': str(port)})
+    assert rc != 0
+    assert 'could not connect to PostgreSQL (host=127.0.0.1 port=%d dbname=%s user=postgres)' % (port, db.name) in out
+    assert 'Traceback' not in out
+
+
+def test_invalid_change_set_is_refused_before_connecting(db, tmp_path):
+    changeset = tmp_path / 'bad.yml'
+    changeset.write_text('pgindex_indexes:\n  - name: idx_a\n    table: payments\n')
+    rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local',
+                       '-e', 'pgindex_changeset_file=%s' % changeset)
+    assert rc != 0 and 'each with a unique name, a table and columns' in out
+
+
+def test_installed_collection_runs_the_playbook_by_fqcn(db, tmp_path):
+    build = subprocess.run([str(BIN / 'ansible-galaxy'), 'collection', 'build', str(ROOT), '--output-path',
+                            str(tmp_path)], capture_output=True, text=True, cwd=str(tmp_path))
+    assert build.returncode == 0, build.stdout + build.stderr
+    tarball = next(tmp_path.glob('chefcloud-pgindex-*.tar.gz'))
+    install = subprocess.run([str(BIN / 'ansible-galaxy'), 'collection', 'install', str(tarball), '-p',
+                              str(tmp_path / 'collections')], capture_output=True, text=True, cwd=str(tmp_path))
+    assert install.returncode == 0, install.stdout + install.stderr
+    config = tmp_path / 'ansible.cfg'
+    config.write_text('[defaults]\n')
+    rc, out = playbook(db, 'chefcloud.pgindex.deploy_indexes', '-i', str(ROOT / 'inventories' / 'local'),
+                       env={'ANSIBLE_CONFIG': str(config), 'ANSIBLE_COLLECTIONS_PATH': str(tmp_path / 'collections')},
+                       cwd=tmp_path)
+    assert rc == 0, out
+    # the role ran from the installed copy, not from this checkout
+    assert str(tmp_path / 'collections' / 'ansible_collections' / 'chefcloud' / 'pgindex' / 'roles') in out
+    assert six_state(db) == {name: True for name in SIX}

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Static checks for the chefcloud.pgindex collection, offline:
+#   1. ansible-test sanity --venv   (on a copy at <tmp>/ansible_collections/chefcloud/pgindex)
+#   2. ansible-lint --offline       (production profile, see .ansible-lint)
+#   3. antsibull-changelog lint     (changelogs/)
+# All three always run; the exit status is non-zero if any of them failed.
+#
+# Usage: tools/lint.sh            (from anywhere; needs .venv, see requirements-dev.txt)
+# Environment:
+#   VENV=path               virtualenv with ansible-core, ansible-lint, antsibull-changelog (default: .venv)
+#   LINT_PYTHON=3.11        Python version ansible-test sanity runs on
+#   LINT_KEEP_TMP=1         keep the temporary collection copy (its path is printed)
+#
+# ansible-test builds one virtualenv per sanity test under ~/.ansible/test/venv (first run: ~1 min,
+# later runs reuse them). It bootstraps pip into each with ~/.ansible/test/cache/get_pip_<ver>.py,
+# normally downloaded from ci-files.testing.ansible.com; we install tools/get_pip_standin.py there
+# instead, which uses ensurepip + the machine's normal pip configuration (PyPI or its mirror).
+
+set -u -o pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-${ROOT}/.venv}"
+LINT_PYTHON="${LINT_PYTHON:-3.11}"
+NAMESPACE=chefcloud
+NAME=pgindex
+
+die() {
+    echo "lint.sh: $*" >&2
+    exit 2
+}
+
+[[ -x "${VENV}/bin/ansible-test" ]] || die "${VENV}/bin/ansible-test not found: create the venv first (make venv / pip install -r requirements-dev.txt)"
+[[ -x "${VENV}/bin/ansible-lint" ]] || die "${VENV}/bin/ansible-lint not found in ${VENV}"
+[[ -x "${VENV}/bin/antsibull-changelog" ]] || die "${VENV}/bin/antsibull-changelog not found in ${VENV}"
+command -v git >/dev/null || die "git is required (to list the collection's files)"
+
+export PATH="${VENV}/bin:${PATH}"
+export ANSIBLE_NOCOLOR=1 NO_COLOR=1 PY_COLORS=0
+
+declare -a STEP_NAMES=() STEP_RESULTS=() STEP_TIMES=()
+
+record() {  # record <name> <rc> <seconds>
+    STEP_NAMES+=("$1")
+    STEP_TIMES+=("$3")
+    if [[ "$2" -eq 0 ]]; then STEP_RESULTS+=("PASS"); else STEP_RESULTS+=("FAIL (exit $2)"); fi
+}
+
+banner() {
+    printf '\n==== %s ====\n' "$*"
+}
+
+# pip prints one such line per package for the file:// indexes of this machine's pip config; pure noise.
+drop_pip_noise() {
+    sed -u -e "/^WARNING: Location 'file:.*' is ignored: it is neither a file nor a directory\.\$/d"
+}
+
+# --- copy of the collection at a path ansible-test accepts ---------------------------------------
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/${NAME}-lint.XXXXXX")" || die "mktemp failed"
+cleanup() {
+    if [[ "${LINT_KEEP_TMP:-0}" == 1 ]]; then
+        echo "lint.sh: kept ${WORK}"
+    else
+        rm -rf -- "${WORK}"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+COLL="${WORK}/ansible_collections/${NAMESPACE}/${NAME}"
+mkdir -p "${COLL}"
+# Tracked and untracked-but-not-ignored files (skipping tracked files deleted in the work tree).
+# A plain copy, not a git repo: ansible-test then lists every file in it, which is exactly this set.
+(
+    cd "${ROOT}" &&
+        git ls-files -z --cached --others --exclude-standard |
+        while IFS= read -r -d '' f; do
+            if [[ -e "$f" || -L "$f" ]]; then printf '%s\0' "$f"; fi
+        done |
+        tar --null --no-recursion -T - -cf - |
+        tar -xf - -C "${COLL}"
+) || die "copying the collection to ${COLL} failed"
+
+# --- pip bootstrap stand-in for ansible-test -------------------------------------------------------
+ANSIBLE_TEST_DIR="$(python -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')" ||
+    die "cannot import ansible_test from ${VENV}"
+PIP_VERSION="$(sed -n "s/^ *pip='\([0-9][0-9.]*\)',\$/\1/p" "${ANSIBLE_TEST_DIR}/_internal/python_requirements.py" | head -n 1)"
+[[ -n "${PIP_VERSION}" ]] || die "cannot find the pip version ansible-test bootstraps (in ${ANSIBLE_TEST_DIR}/_internal/python_requirements.py)"
+GET_PIP="${HOME}/.ansible/test/cache/get_pip_${PIP_VERSION//./_}.py"
+# Keep a real get-pip.py that ansible-test managed to download; otherwise (re)install the stand-in.
+if [[ ! -f "${GET_PIP}" ]] || grep -q "Offline stand-in for ansible-test's pip bootstrap script" "${GET_PIP}"; then
+    mkdir -p "$(dirname "${GET_PIP}")"
+    cp "${ROOT}/tools/get_pip_standin.py" "${GET_PIP}"
+fi
+
+# --- 1. ansible-test sanity ------------------------------------------------------------------------
+banner "1/3 ansible-test sanity --venv --python ${LINT_PYTHON}  (in ${COLL})"
+start=${SECONDS}
+(cd "${COLL}" && ansible-test sanity --venv --python "${LINT_PYTHON}" --color no 2>&1) | drop_pip_noise
+record "ansible-test sanity" "${PIPESTATUS[0]}" $((SECONDS - start))
+
+# --- 2. ansible-lint -------------------------------------------------------------------------------
+banner "2/3 ansible-lint --offline (profile and exclusions: .ansible-lint)"
+start=${SECONDS}
+(cd "${ROOT}" && ANSIBLE_COLLECTIONS_PATH="${WORK}" ansible-lint --offline --nocolor -c "${ROOT}/.ansible-lint")
+record "ansible-lint" "$?" $((SECONDS - start))
+
+# --- 3. antsibull-changelog ------------------------------------------------------------------------
+banner "3/3 antsibull-changelog lint"
+start=${SECONDS}
+(
+    cd "${ROOT}" &&
+        antsibull-changelog lint &&
+        antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+)
+record "antsibull-changelog lint" "$?" $((SECONDS - start))
+
+# --- summary ---------------------------------------------------------------------------------------
+banner "summary"
+failed=0
+for i in "${!STEP_NAMES[@]}"; do
+    printf '  %-26s %-14s %4ss\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_TIMES[$i]}"
+    [[ "${STEP_RESULTS[$i]}" == PASS ]] || failed=1
+done
+if [[ ${failed} -ne 0 ]]; then
+    echo "lint: FAILED (details above; ansible-test paths are relative to the repository root)"
+    exit 1
+fi
+echo "lint: all checks passed"
