@@ -43,7 +43,9 @@ demo-stop: venv
 demo-reset: demo-stop
 	rm -rf $(DEMO_DATA) $(DEMO_DATA).log $(DEMO_DATA).sock
 
-test: venv lint pytest
+test: venv lint
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	PGINDEX_PG_VERSION=13 $(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 lint: venv
 	bash tools/lint.sh
