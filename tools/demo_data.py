@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Create and fill the demo ChefCloud database: the runbook's six tables with realistic data.
 
 ~4000 organisations (ORG_10000 .. ORG_13999, so the runbook's ORG_12345 exists), 24 monthly periods

@@ -14,11 +14,14 @@ It is run by ansible-test's quiet_pip.py inside the new venv as
    which needs no network at all;
 2. runs ``python -m pip install <the same arguments>`` so the venv ends up with
    exactly the pip version ansible-test pinned.  get-pip.py-only flags
-   (``--no-setuptools``, ``--no-wheel``) are dropped; pip's normal configuration
-   (/etc/pip.conf, ~/.config/pip/pip.conf, PIP_* variables: index mirror,
-   find-links, constraints, certificates) is honoured, except ``PIP_CONFIG_FILE``,
-   which is removed so a caller pointing it at an empty/blocking file cannot
-   stop the bootstrap from reaching the configured package index.
+   (``--no-setuptools``, ``--no-wheel``) are dropped.  The wheels are taken from
+   a wheelhouse next to this file (``pip-wheels/``) when they are there, without
+   any network access; otherwise they are first downloaded into it with pip's
+   normal configuration (/etc/pip.conf, ~/.config/pip/pip.conf, PIP_* variables:
+   index mirror, find-links, constraints, certificates), except ``PIP_CONFIG_FILE``,
+   which is removed so a caller pointing it at an empty/blocking file cannot stop
+   the bootstrap from reaching the configured package index.  So only the very
+   first bootstrap on a machine needs the package index.
 
 Not part of the collection: tools/ is excluded from the build (galaxy.yml build_ignore).
 """
@@ -49,11 +52,27 @@ def main() -> int:
         subprocess.run([sys.executable, '-m', 'ensurepip', '--default-pip'], env=env, check=True,
                        stdout=subprocess.DEVNULL)
 
-    if not any(not arg.startswith('-') for arg in args):
+    requirements = [arg for arg in args if not arg.startswith('-')]
+    if not requirements:
         return 0  # nothing to install beyond pip itself
 
-    result = subprocess.run([sys.executable, '-m', 'pip', 'install'] + args, env=env, check=False)
-    return result.returncode
+    wheelhouse = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pip-wheels')
+    offline_install = [sys.executable, '-m', 'pip', 'install', '--no-index', '--find-links', wheelhouse] + args
+
+    if os.path.isdir(wheelhouse):
+        result = subprocess.run(offline_install, env=env, check=False,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if result.returncode == 0:
+            return 0
+
+    # ansible-test only passes flags without values (--disable-pip-version-check) and requirement specs.
+    options = [arg for arg in args if arg.startswith('-')]
+    download = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--dest', wheelhouse] + options + requirements
+    result = subprocess.run(download, env=env, check=False)
+    if result.returncode != 0:
+        return result.returncode
+
+    return subprocess.run(offline_install, env=env, check=False).returncode
 
 
 if __name__ == '__main__':

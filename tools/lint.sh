@@ -95,8 +95,10 @@ fi
 # --- 1. ansible-test sanity ------------------------------------------------------------------------
 banner "1/3 ansible-test sanity --venv --python ${LINT_PYTHON}  (in ${COLL})"
 start=${SECONDS}
-(cd "${COLL}" && ansible-test sanity --venv --python "${LINT_PYTHON}" --color no 2>&1) | drop_pip_noise
+(cd "${COLL}" && ansible-test sanity --venv --python "${LINT_PYTHON}" --color no 2>&1) | drop_pip_noise | tee "${WORK}/sanity.log"
 record "ansible-test sanity" "${PIPESTATUS[0]}" $((SECONDS - start))
+# The names of the failed sanity tests, for the summary (ansible-test lists them after this line).
+SANITY_FAILED="$(awk '/^FATAL: The [0-9]+ sanity test\(s\) listed below/ {on = 1; next} /^FATAL:/ {on = 0} on {printf "%s ", $0}' "${WORK}/sanity.log")"
 
 # --- 2. ansible-lint -------------------------------------------------------------------------------
 banner "2/3 ansible-lint --offline (profile and exclusions: .ansible-lint)"
@@ -119,6 +121,9 @@ banner "summary"
 failed=0
 for i in "${!STEP_NAMES[@]}"; do
     printf '  %-26s %-14s %4ss\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_TIMES[$i]}"
+    if [[ $i -eq 0 && -n "${SANITY_FAILED}" ]]; then
+        printf '  %-26s failed tests: %s\n' "" "${SANITY_FAILED% }"
+    fi
     [[ "${STEP_RESULTS[$i]}" == PASS ]] || failed=1
 done
 if [[ ${failed} -ne 0 ]]; then

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Real, throw-away PostgreSQL servers for tests and the demo (stdlib only).
 
 Binaries:
@@ -81,13 +81,13 @@ def _run(cmd, *, as_pg: bool = False, **kw) -> subprocess.CompletedProcess:
         ent = _pg_os_user()
         kw.update(user=ent.pw_uid, group=ent.pw_gid, extra_groups=[])
         env.update(HOME="/tmp", USER=ent.pw_name, LOGNAME=ent.pw_name)
-    kw.setdefault("check", True)
+    check = kw.pop("check", True)
     kw.setdefault("cwd", "/")  # the caller's cwd may be unreadable for the pg OS user
     if "input" not in kw:
         kw.setdefault("stdin", subprocess.DEVNULL)
     try:
         return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                              env=env, **kw)
+                              env=env, check=check, **kw)
     except FileNotFoundError as e:
         raise PgServerError(f"command not found: {e.filename}") from None
     except subprocess.CalledProcessError as e:
@@ -365,7 +365,9 @@ class Server:
         return self._pg_ctl("status", check=False).returncode == 0
 
     def _write_conf(self, sockdir: Path) -> None:
-        quote = lambda v: "'" + str(v).replace("'", "''") + "'"
+        def quote(v):
+            return "'" + str(v).replace("'", "''") + "'"
+
         conf = {"listen_addresses": "127.0.0.1", "port": self.port,
                 "unix_socket_directories": sockdir, **self.settings}
         lines = [f"# written by tools/pgserver.py on each start\n# bin_dir: {self.bin_dir}\n"]
@@ -480,7 +482,7 @@ def _pid_file(data: Path) -> tuple[int | None, int | None]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="pgserver.py", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="pgserver.py", description=__doc__.split("\n", maxsplit=1)[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("start", "stop", "status", "bin-dir", "fetch"):
         p = sub.add_parser(name)

@@ -57,8 +57,8 @@ def _refuse_other_table(spec, observed):
     if spec.table is not None and observed.table != spec.table:
         raise DriftError(
             'index %s exists on table %s, not on %s. A name match is not a definition match: '
-            'rename one of them or fix the change set.' % (spec.qualified_name, observed.qualified_table,
-                                                          spec.qualified_table),
+            'rename one of them or fix the change set.'
+            % (spec.qualified_name, observed.qualified_table, spec.qualified_table),
             existing_definition=observed.definition)
 
 
