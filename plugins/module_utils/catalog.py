@@ -55,6 +55,13 @@ def server_version_num(conn):
     return conn.server_version
 
 
+def in_recovery(conn):
+    """True on a standby (a server in recovery)."""
+    with conn.cursor() as cur:
+        cur.execute('SELECT pg_is_in_recovery()')
+        return cur.fetchone()[0]
+
+
 def relation_kind(conn, schema, name):
     """The relkind of schema.name, or None when no such relation exists."""
     with conn.cursor() as cur:

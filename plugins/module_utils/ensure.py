@@ -17,6 +17,9 @@ from ansible_collections.chefcloud.pgindex.plugins.module_utils.execute import (
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import normalized_definition
 
 MIN_SERVER_VERSION = 130000
+# PostgreSQL 14.0 to 14.3 could build concurrent indexes that miss rows (fixed in 14.4, whose
+# release notes ask to rebuild such indexes).
+BROKEN_CONCURRENT_BUILDS = (140000, 140004)
 
 
 class Observation(object):
@@ -29,12 +32,30 @@ class Observation(object):
         self.desired_definition = desired_definition
 
 
+def _version_text(version):
+    return '%d.%d' % (version // 10000, version % 10000)
+
+
 def check_server(conn):
-    """Refuse servers this collection does not support."""
+    """Refuse servers this collection does not support, and standbys."""
     version = catalog.server_version_num(conn)
     if version < MIN_SERVER_VERSION:
-        raise SpecError('PostgreSQL %d.%d is not supported: chefcloud.pgindex needs PostgreSQL 13 or newer'
-                        % (version // 10000, version % 10000))
+        raise SpecError('PostgreSQL %s is not supported: chefcloud.pgindex needs PostgreSQL 13 or newer'
+                        % _version_text(version))
+    if catalog.in_recovery(conn):
+        raise SpecError('the server is a standby (in recovery): indexes cannot be built or dropped there. '
+                        'Run against the primary; the change replicates to the standbys.')
+
+
+def check_concurrent_builds_are_safe(conn, plan):
+    """Refuse to build concurrently on the releases whose concurrent builds could miss rows."""
+    version = catalog.server_version_num(conn)
+    low, high = BROKEN_CONCURRENT_BUILDS
+    if low <= version < high and any(step.kind == 'create' for step in plan.steps):
+        raise SpecError(
+            'refusing to build concurrently on PostgreSQL %s: CREATE INDEX CONCURRENTLY and REINDEX CONCURRENTLY '
+            'on 14.0 to 14.3 could miss rows, corrupting the index (fixed in 14.4). Upgrade to the latest 14.x '
+            'minor release first, then rebuild any index built concurrently on this server.' % _version_text(version))
 
 
 def observe(conn, spec, state, lock_timeout):
@@ -78,6 +99,7 @@ def ensure_index(connect, spec, state, settings, check_mode=False):
     apply_session_settings(conn, settings)
     seen = observe(conn, spec, state, settings.get('lock_timeout', '5s'))
     plan = make_plan(spec, state, seen)
+    check_concurrent_builds_are_safe(conn, plan)
     result = dict(
         changed=plan.changes, action=plan.action, name=spec.name, schema=spec.schema,
         table=spec.table or (seen.index.table if seen.index else None),

@@ -25,6 +25,8 @@ description:
   - When a concurrent build fails, the INVALID index it leaves behind is dropped before the failure is reported.
   - In check mode only catalog reads and the rolled-back normalization are sent; the result lists the
     exact SQL that would run. With C(--diff) the existing and planned definitions are shown.
+  - Refuses servers older than PostgreSQL 13, standbys (servers in recovery), and concurrent builds on
+    PostgreSQL 14.0 to 14.3, whose concurrent builds could miss rows (fixed in 14.4).
 author:
   - ChefCloud Platform Engineering (@chefcloud)
 extends_documentation_fragment:

@@ -91,6 +91,8 @@ def test_installed_collection_runs_the_playbook_by_fqcn(db, tmp_path):
                               str(tmp_path / 'collections')], capture_output=True, text=True, cwd=str(tmp_path),
                              check=False)
     assert install.returncode == 0, install.stdout + install.stderr
+    installed = tmp_path / 'collections' / 'ansible_collections' / 'chefcloud' / 'pgindex'
+    assert (installed / 'playbooks' / 'deploy_indexes.yml').is_file(), install.stdout + install.stderr
     config = tmp_path / 'ansible.cfg'
     config.write_text('[defaults]\n')
     rc, out = playbook(db, 'chefcloud.pgindex.deploy_indexes', '-i', str(ROOT / 'inventories' / 'local'),
