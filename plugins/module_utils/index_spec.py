@@ -133,3 +133,14 @@ def normalized_definition(conn, spec, lock_timeout='5s'):
             return '%s%s.%s %s' % (head, real_schema, real_table, probe_def[len(probe_head):])
     raise SpecError(  # pragma: no cover - pg_get_indexdef has a fixed layout
         'could not normalize index %s: unexpected definition %r' % (spec.qualified_name, probe_def))
+
+
+def definition_without_name(definition, quoted_name):
+    """pg_get_indexdef text with the index name taken out, to find the same index under another name.
+
+    ``quoted_name`` is the name as pg_get_indexdef prints it (quote_ident).
+    """
+    for head in ('CREATE INDEX ', 'CREATE UNIQUE INDEX '):
+        if definition.startswith(head + quoted_name + ' '):
+            return head + definition[len(head) + len(quoted_name) + 1:]
+    return definition
