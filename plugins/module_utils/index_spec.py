@@ -11,8 +11,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import SpecError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2, sql
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.sql_expression import check_single_expression
 
 # NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers, so an index named with 64+
 # bytes would be created under another name and never be found again by name.
@@ -34,22 +37,111 @@ def check_identifier(kind, value):
     return value
 
 
-class IndexSpec(object):
-    """A desired index: schema.name ON schema.table (columns)."""
+METHODS = ('btree', 'hash', 'gin', 'gist', 'brin', 'spgist')
+ORDERS = ('asc', 'desc')
+NULLS = ('first', 'last')
+COLUMN_KEYS = ('name', 'expression', 'order', 'nulls', 'opclass', 'collation')
+_STORAGE_PARAM = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 
-    def __init__(self, name, table=None, schema='public', columns=None, unique=False):
+
+def _qualified(kind, value):
+    """'name' or 'schema.name' (an operator class or collation) -> sql.Identifier."""
+    parts = value.split('.', 1) if isinstance(value, str) else [value]
+    return sql.Identifier(*[check_identifier(kind, part) for part in parts])
+
+
+def _choice(kind, value, choices):
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise SpecError('%s must be one of %s, got %r' % (kind, ', '.join(choices), value))
+    return value.lower()
+
+
+class IndexColumn(object):
+    """One key of an index: a column name or an expression, with order, nulls, opclass, collation."""
+
+    def __init__(self, index_name, value):
+        if isinstance(value, str):
+            value = {'name': value}
+        if not isinstance(value, dict):
+            raise SpecError('index %s: each column must be a column name or a dict, got %r' % (index_name, value))
+        unknown = sorted(set(value) - set(COLUMN_KEYS))
+        if unknown:
+            raise SpecError('index %s: unknown column key(s) %s (allowed: %s)'
+                            % (index_name, ', '.join(unknown), ', '.join(COLUMN_KEYS)))
+        if (value.get('name') is None) == (value.get('expression') is None):
+            raise SpecError('index %s: each column needs exactly one of name or expression, got %r' % (index_name, value))
+        self.name = check_identifier('column', value['name']) if value.get('name') is not None else None
+        self.expression = (check_single_expression('expression of index %s' % index_name, value['expression'])
+                           if value.get('expression') is not None else None)
+        self.order = _choice('order of a column of index %s' % index_name, value.get('order'), ORDERS)
+        self.nulls = _choice('nulls of a column of index %s' % index_name, value.get('nulls'), NULLS)
+        self.opclass = _qualified('opclass', value['opclass']) if value.get('opclass') else None
+        self.collation = _qualified('collation', value['collation']) if value.get('collation') else None
+
+    @property
+    def key(self):
+        return self.name if self.name is not None else self.expression
+
+    def composed(self):
+        parts = [sql.Identifier(self.name) if self.name is not None else sql.SQL('(%s)' % self.expression)]
+        if self.collation is not None:
+            parts.append(sql.SQL('COLLATE {}').format(self.collation))
+        if self.opclass is not None:
+            parts.append(self.opclass)
+        if self.order:
+            parts.append(sql.SQL(self.order.upper()))
+        if self.nulls:
+            parts.append(sql.SQL('NULLS ' + self.nulls.upper()))
+        return sql.SQL(' ').join(parts)
+
+
+def _storage_value(key, value):
+    if isinstance(value, bool):
+        return 'on' if value else 'off'
+    if isinstance(value, (int, float, str)) and str(value) != '':
+        return str(value)
+    raise SpecError('storage parameter %s must be a number, a boolean or a string, got %r' % (key, value))
+
+
+class IndexSpec(object):
+    """A desired index, validated: every name checked, every expression proven single."""
+
+    def __init__(self, name, table=None, schema='public', columns=None, unique=False, method='btree',
+                 include=None, where=None, nulls_not_distinct=False, tablespace=None, storage_params=None):
         self.name = check_identifier('index name', name)
-        self.schema = check_identifier('schema', schema)
+        self.schema = check_identifier('schema', schema or 'public')
         self.table = check_identifier('table', table) if table is not None else None
-        self.columns = [check_identifier('column', column) for column in (columns or [])]
+        if columns is not None and not isinstance(columns, list):
+            raise SpecError('index %s: columns must be a list, got %r' % (name, columns))
+        self.columns = [IndexColumn(name, column) for column in (columns or [])]
+        keys = [column.key for column in self.columns]
+        if len(set(keys)) != len(keys):
+            raise SpecError('index %s lists a column twice: %s' % (self.name, ', '.join(keys)))
         self.unique = bool(unique)
-        if len(set(self.columns)) != len(self.columns):
-            raise SpecError('index %s lists a column twice: %s' % (self.name, ', '.join(self.columns)))
+        self.method = _choice('method of index %s' % name, method or 'btree', METHODS)
+        self.include = [check_identifier('include column', column) for column in (include or [])]
+        self.where = check_single_expression('where of index %s' % name, where) if where is not None else None
+        self.nulls_not_distinct = bool(nulls_not_distinct)
+        if self.nulls_not_distinct and not self.unique:
+            raise SpecError('index %s: nulls_not_distinct only applies to unique indexes' % self.name)
+        self.tablespace = check_identifier('tablespace', tablespace) if tablespace else None
+        if storage_params is not None and not isinstance(storage_params, dict):
+            raise SpecError('index %s: storage_params must be a dict, got %r' % (name, storage_params))
+        self.storage_params = []
+        for key, value in sorted((storage_params or {}).items()):
+            if not isinstance(key, str) or not _STORAGE_PARAM.match(key):
+                raise SpecError('index %s: invalid storage parameter name %r' % (self.name, key))
+            self.storage_params.append((key, _storage_value(key, value)))
+
+    OPTIONS = ('name', 'table', 'schema', 'columns', 'unique', 'method', 'include', 'where',
+               'nulls_not_distinct', 'tablespace', 'storage_params')
 
     @classmethod
     def from_params(cls, params):
-        return cls(name=params['name'], table=params.get('table'), schema=params.get('schema') or 'public',
-                   columns=params.get('columns'), unique=params.get('unique'))
+        """From module parameters or a change set entry (other keys are ignored)."""
+        return cls(**dict((key, params.get(key)) for key in cls.OPTIONS if params.get(key) is not None))
 
     def require_definition(self):
         """A present index needs a table and at least one column."""
@@ -66,27 +158,43 @@ class IndexSpec(object):
     def qualified_table(self):
         return '%s.%s' % (self.schema, self.table)
 
-    def index_identifier(self):
-        return sql.Identifier(self.schema, self.name)
+    def index_identifier(self, name=None):
+        return sql.Identifier(self.schema, name or self.name)
 
     def table_identifier(self):
         return sql.Identifier(self.schema, self.table)
 
-    def create_statement(self, concurrently=True, on=None):
-        """CREATE [UNIQUE] INDEX [CONCURRENTLY] name ON table (columns).
+    def create_statement(self, concurrently=True, on=None, only=False, name=None, tablespace=True):
+        """CREATE [UNIQUE] INDEX [CONCURRENTLY] name ON [ONLY] table USING method (keys) [INCLUDE (...)]
+        [NULLS NOT DISTINCT] [WITH (...)] [TABLESPACE ...] [WHERE (...)].
 
-        ``on`` replaces the target table (the normalization probe builds on a temporary copy).
+        ``on`` replaces the target table (the normalization probe builds on a temporary copy, a
+        partitioned build on each partition); ``name`` replaces the index name.
         """
-        return sql.SQL('CREATE {unique}INDEX {concurrently}{name} ON {table} ({columns})').format(
-            unique=sql.SQL('UNIQUE ' if self.unique else ''),
-            concurrently=sql.SQL('CONCURRENTLY ' if concurrently else ''),
-            name=sql.Identifier(self.name),
-            table=on if on is not None else self.table_identifier(),
-            columns=sql.SQL(', ').join(sql.Identifier(column) for column in self.columns),
-        )
+        parts = [sql.SQL('CREATE {}INDEX {}{} ON {}{} USING {} ({})').format(
+            sql.SQL('UNIQUE ' if self.unique else ''),
+            sql.SQL('CONCURRENTLY ' if concurrently else ''),
+            sql.Identifier(name or self.name),
+            sql.SQL('ONLY ' if only else ''),
+            on if on is not None else self.table_identifier(),
+            sql.SQL(self.method),
+            sql.SQL(', ').join(column.composed() for column in self.columns))]
+        if self.include:
+            parts.append(sql.SQL('INCLUDE ({})').format(sql.SQL(', ').join(map(sql.Identifier, self.include))))
+        if self.nulls_not_distinct:
+            parts.append(sql.SQL('NULLS NOT DISTINCT'))
+        if self.storage_params:
+            parts.append(sql.SQL('WITH ({})').format(sql.SQL(', ').join(
+                sql.SQL('{} = {}').format(sql.SQL(key), sql.Literal(value)) for key, value in self.storage_params)))
+        if tablespace and self.tablespace:
+            parts.append(sql.SQL('TABLESPACE {}').format(sql.Identifier(self.tablespace)))
+        if self.where is not None:
+            parts.append(sql.SQL('WHERE (%s)' % self.where))
+        return sql.SQL(' ').join(parts)
 
-    def drop_statement(self):
-        return sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}').format(self.index_identifier())
+    def drop_statement(self, name=None, concurrently=True):
+        return sql.SQL('DROP INDEX {}IF EXISTS {}').format(
+            sql.SQL('CONCURRENTLY ' if concurrently else ''), self.index_identifier(name))
 
 
 def _one_line(exc):
@@ -101,14 +209,21 @@ def normalized_definition(conn, spec, lock_timeout='5s'):
     ``LIKE`` copy of the table; its pg_get_indexdef is then re-targeted at the real table.  The server
     thereby validates the definition (unknown columns, types without an operator class...) and
     normalizes it, so comparing with an existing index compares what PostgreSQL compares.
+    An index on a partitioned table is printed ``ON ONLY``, as PostgreSQL prints it.
     """
     with conn.cursor() as cur:
         cur.execute('BEGIN')
         try:
             cur.execute('SELECT set_config(%s, %s, true)', ('lock_timeout', lock_timeout))
+            cur.execute("SELECT set_config('standard_conforming_strings', 'on', true)")
+            cur.execute('SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace'
+                        ' WHERE n.nspname = %s AND c.relname = %s', (spec.schema, spec.table))
+            row = cur.fetchone()
+            partitioned = row is not None and row[0] == 'p'
             cur.execute(sql.SQL('CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP').format(
                 sql.Identifier(spec.table), spec.table_identifier()))
-            cur.execute(spec.create_statement(concurrently=False, on=sql.Identifier('pg_temp', spec.table)))
+            cur.execute(spec.create_statement(concurrently=False, on=sql.Identifier('pg_temp', spec.table),
+                                              tablespace=False))
             cur.execute(
                 'SELECT pg_get_indexdef(i.indexrelid), quote_ident(n.nspname), quote_ident(t.relname)'
                 ' FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid'
@@ -130,7 +245,8 @@ def normalized_definition(conn, spec, lock_timeout='5s'):
     for schema in ('pg_temp', probe_schema):
         probe_head = '%s%s.%s ' % (head, schema, probe_table)
         if probe_def.startswith(probe_head):
-            return '%s%s.%s %s' % (head, real_schema, real_table, probe_def[len(probe_head):])
+            return '%s%s%s.%s %s' % (head, 'ONLY ' if partitioned else '', real_schema, real_table,
+                                     probe_def[len(probe_head):])
     raise SpecError(  # pragma: no cover - pg_get_indexdef has a fixed layout
         'could not normalize index %s: unexpected definition %r' % (spec.qualified_name, probe_def))
 

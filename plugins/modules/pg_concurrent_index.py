@@ -154,7 +154,7 @@ queries:
   returned: always
   type: list
   elements: str
-  sample: ['CREATE INDEX CONCURRENTLY "idx_fr_overview_org_period" ON "public"."franchise_overview" ("org_id", "period")']
+  sample: ['CREATE INDEX CONCURRENTLY "idx_fr_overview_org_period" ON "public"."franchise_overview" USING btree ("org_id", "period")']
 valid:
   description: C(pg_index.indisvalid) of the index after the run; null when it does not exist (or in check mode when a change is planned).
   returned: always

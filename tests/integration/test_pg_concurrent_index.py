@@ -9,7 +9,7 @@ OVERVIEW = dict(name='idx_fr_overview_org_period', table='franchise_overview', c
 OVERVIEW_DEF = ('CREATE INDEX idx_fr_overview_org_period ON public.franchise_overview'
                 ' USING btree (org_id, period)')
 CREATE_SQL = ('CREATE INDEX CONCURRENTLY "idx_fr_overview_org_period" ON "public"."franchise_overview"'
-              ' ("org_id", "period")')
+              ' USING btree ("org_id", "period")')
 DROP_SQL = 'DROP INDEX CONCURRENTLY IF EXISTS "public"."idx_fr_overview_org_period"'
 
 

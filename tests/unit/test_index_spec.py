@@ -49,7 +49,7 @@ def test_statements_quote_every_identifier(conn):
     spec = IndexSpec(name='Idx"; DROP TABLE payments; --', table='Pay ments', schema='App', columns=['Org Id'],
                      unique=True)
     assert spec.create_statement().as_string(conn) == (
-        'CREATE UNIQUE INDEX CONCURRENTLY "Idx""; DROP TABLE payments; --" ON "App"."Pay ments" ("Org Id")')
+        'CREATE UNIQUE INDEX CONCURRENTLY "Idx""; DROP TABLE payments; --" ON "App"."Pay ments" USING btree ("Org Id")')
     assert spec.drop_statement().as_string(conn) == (
         'DROP INDEX CONCURRENTLY IF EXISTS "App"."Idx""; DROP TABLE payments; --"')
 
