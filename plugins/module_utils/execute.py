@@ -1,23 +1,30 @@
 # -*- coding: utf-8 -*-
 # Copyright: ChefCloud Platform Engineering
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run a plan under safety settings, and clean up what a failed concurrent build leaves behind.
+"""Run a plan under safety settings: watched waits, retries with backoff, cleanup of leftovers.
 
-A CREATE INDEX CONCURRENTLY that fails after its first phase (lock_timeout while waiting for old
-transactions, a cancel, a duplicate key...) leaves an INVALID index that costs write overhead and
-that ``CREATE INDEX ... IF NOT EXISTS`` would then silently keep.  The executor drops such a
-leftover concurrently before it reports the failure.
+A CREATE INDEX CONCURRENTLY that fails after its first phase (a lock wait cancelled, a duplicate
+key, a cancel or terminate from another session...) leaves an INVALID index that costs write
+overhead and that ``CREATE INDEX ... IF NOT EXISTS`` would then silently keep.  The executor drops
+such a leftover concurrently after every failed attempt, then retries (lock waits only) or fails.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import random
 import time
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2, sql
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import BuildError, SpecError
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.watchdog import (
+    LOCK, SNAPSHOT, Watchdog, describe_blockers)
+
+# SQLSTATEs worth another attempt: the statement could not get its locks in time or deadlocked.
+RETRYABLE_SQLSTATES = ('55P03', '40P01')  # lock_not_available, deadlock_detected
+MAX_RETRY_DELAY = 60.0
 
 
 def one_line(exc):
@@ -35,64 +42,179 @@ def apply_session_settings(conn, settings):
     """SET each name=value for the session (values are validated by the server)."""
     with conn.cursor() as cur:
         for name, value in settings.items():
+            if value is None:
+                continue
             try:
                 cur.execute('SELECT set_config(%s, %s, false)', (name, str(value)))
             except psycopg2.Error as exc:
                 raise SpecError('invalid value %r for %s: %s' % (value, name, one_line(exc)))
 
 
-class PlanExecutor(object):
-    """Executes a plan's steps in order on ``conn``.
+def duration_seconds(conn, name, value):
+    """A PostgreSQL duration ('5s', '500ms', '2min', '0') as seconds, parsed by the server like a
+    timeout setting (a bare number is milliseconds)."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute('BEGIN')
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", (str(value),))
+            cur.execute("SELECT setting::bigint FROM pg_settings WHERE name = 'lock_timeout'")
+            return cur.fetchone()[0] / 1000.0
+        except psycopg2.Error as exc:
+            raise SpecError('invalid value %r for %s: %s' % (value, name, one_line(exc)))
+        finally:
+            cur.execute('ROLLBACK')
 
-    ``reconnect`` is a callable returning a fresh connection, used to clean up when the build's own
+
+class RetryPolicy(object):
+    """How long each wait may last and how failed lock waits are retried.
+
+    Delays grow exponentially from ``retry_delay`` (x2 per attempt, capped at 60 s) with full
+    jitter, so that several deployers never retry in step.
+    """
+
+    def __init__(self, lock_timeout=5.0, snapshot_wait_timeout=0.0, retries=3, retry_delay=2.0,
+                 sleep=time.sleep, rng=random.random):
+        self.lock_timeout = lock_timeout
+        self.snapshot_wait_timeout = snapshot_wait_timeout
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self.sleep = sleep
+        self.rng = rng
+
+    def delay(self, attempt):
+        ceiling = min(MAX_RETRY_DELAY, self.retry_delay * (2 ** (attempt - 1)))
+        return round(ceiling * (0.5 + self.rng() / 2), 3)
+
+
+class PlanExecutor(object):
+    """Executes a plan's steps in order.
+
+    ``connect`` returns a fresh connection: for the watchdog, and to clean up when the build's own
     connection was lost (pg_terminate_backend, network cut).
     """
 
-    def __init__(self, conn, reconnect, spec):
+    def __init__(self, conn, connect, spec, policy=None):
         self.conn = conn
-        self.reconnect = reconnect
+        self.connect = connect
         self.spec = spec
+        self.policy = policy or RetryPolicy()
         self.executed = []
         self.cleaned_up = []
+        self.blockers = []
+        self.attempts = 0
+        self._watch_conn = None
 
     def run(self, plan):
         for step in plan.steps:
-            text = step.statement.as_string(self.conn)
-            try:
-                with self.conn.cursor() as cur:
-                    cur.execute(step.statement)
-            except psycopg2.Error as exc:
-                reason = one_line(exc)
-                cleanup_note = ''
-                if step.kind == 'create':
-                    cleanup_note = self._clean_up_leftover()
-                raise BuildError(
-                    '%s failed: %s%s' % (step.description, reason, cleanup_note),
-                    sqlstate=exc.pgcode, failed_query=text, queries=list(self.executed),
-                    changed=bool(self.executed),
-                    cleaned_up=self.cleaned_up)
-            self.executed.append(text)
+            self._run_step(step)
         return self.executed
 
-    def _clean_up_leftover(self):
-        """Drop the INVALID index a failed concurrent build left behind, if any; say what was done."""
-        conn = self.conn
+    def _watchdog(self):
+        if self._watch_conn is None or self._watch_conn.closed:
+            self._watch_conn = self.connect()
+        return Watchdog(self._watch_conn, self.conn.get_backend_pid(), self.policy.lock_timeout,
+                        self.policy.snapshot_wait_timeout)
+
+    def _run_step(self, step):
+        attempt = 0
+        while True:
+            attempt += 1
+            self.attempts += 1
+            if self.conn.closed:
+                self.conn = self.connect()
+            text = step.statement.as_string(self.conn)
+            watchdog = self._watchdog()
+            try:
+                with watchdog, self.conn.cursor() as cur:
+                    cur.execute(step.statement)
+                self.executed.append(text)
+                return
+            except psycopg2.Error as error:
+                exc = error
+                failure = self._failure(step, exc, watchdog)
+            cleanup_note = self._clean_up_leftover(step) if step.cleanup is not None else ''
+            retryable = watchdog.reason == LOCK or (watchdog.reason is None and exc.pgcode in RETRYABLE_SQLSTATES)
+            if retryable and attempt <= self.policy.retries:
+                self.policy.sleep(self.policy.delay(attempt))
+                continue
+            if retryable and self.policy.retries:
+                failure += ' Gave up after %d attempts.' % attempt
+            raise BuildError(
+                failure + cleanup_note, sqlstate=exc.pgcode, failed_query=text, wait=watchdog.reason,
+                queries=list(self.executed), changed=bool(self.executed), cleaned_up=list(self.cleaned_up),
+                blockers=list(self.blockers), attempts=self.attempts)
+
+    def _failure(self, step, exc, watchdog):
+        """The message for a failed statement, naming the wait that timed out and who blocked it."""
+        self.blockers.extend(b for b in watchdog.blockers if b not in self.blockers)
+        who = (' Blocked by: %s.' % describe_blockers(watchdog.blockers)) if watchdog.blockers else ''
+        if watchdog.reason == LOCK:
+            return ('%s failed: lock_timeout (%ss) waiting for a lock on the table.%s'
+                    % (step.description, self.policy.lock_timeout, who))
+        if watchdog.reason == SNAPSHOT:
+            return ('%s failed: snapshot_wait_timeout (%ss) waiting for older transactions to finish (a '
+                    'concurrent build must outwait every transaction older than its snapshot; retrying does '
+                    'not help while they stay open: end them or raise snapshot_wait_timeout).%s'
+                    % (step.description, self.policy.snapshot_wait_timeout, who))
+        message = '%s failed: %s' % (step.description, one_line(exc))
+        if exc.pgcode == '23505' and step.kind == 'create':
+            message += self._duplicate_groups()
+        if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and self.conn.closed:
+            message += ' (the build session was terminated or its connection lost)'
+        return message
+
+    def _duplicate_groups(self):
+        """' N duplicate groups ...' for a failed unique build, or '' if they cannot be counted quickly."""
+        spec = self.spec
+        keys = [column.composed_key() for column in spec.columns]
+        conditions = [] if spec.nulls_not_distinct else [sql.SQL('{} IS NOT NULL').format(k) for k in keys]
+        if spec.where is not None:
+            conditions.append(sql.SQL('(%s)' % spec.where))
+        query = sql.SQL('SELECT count(*) FROM (SELECT 1 FROM {} {} GROUP BY {} HAVING count(*) > 1) d').format(
+            spec.table_identifier(),
+            sql.SQL('WHERE ') + sql.SQL(' AND ').join(conditions) if conditions else sql.SQL(''),
+            sql.SQL(', ').join(keys))
         try:
-            if conn.closed:
-                conn = self.conn = self.reconnect()
-            leftover = catalog.get_index(conn, self.spec.schema, self.spec.name)
+            conn = self.conn if not self.conn.closed else self.connect()
+            with conn.cursor() as cur:
+                cur.execute('BEGIN READ ONLY')
+                cur.execute("SELECT set_config('statement_timeout', '60s', true)")
+                cur.execute(query)
+                count = cur.fetchone()[0]
+                cur.execute('ROLLBACK')
+        except psycopg2.Error:
+            return ''
+        return ' The table has %d group(s) of rows with duplicate keys; remove them or drop unique.' % count
+
+    def _clean_up_leftover(self, step):
+        """Drop the INVALID index a failed build left behind, if any; say what was done."""
+        schema, name = step.index
+        qualified = '%s.%s' % (schema, name)
+        try:
+            if self.conn.closed:
+                self.conn = self.connect()
+            conn = self.conn
+            leftover = catalog.get_index(conn, schema, name)
             if leftover is None or leftover.valid or catalog.builds_in_progress(conn, leftover.oid):
                 return ''
-            statement = self.spec.drop_statement()
+            statement = step.cleanup
             with conn.cursor() as cur:
-                cur.execute(statement)
+                # Bounded by the server: the leftover must not wait forever behind the blocker itself.
+                cur.execute("SELECT set_config('lock_timeout', %s, false)", ('%dms' % max(1000, 1000 * self.policy.lock_timeout),))
+                try:
+                    cur.execute(statement)
+                finally:
+                    cur.execute("SELECT set_config('lock_timeout', '0', false)")
             self.executed.append(statement.as_string(conn))
-            self.cleaned_up.append(self.spec.qualified_name)
-            return ' The INVALID index the failed build left behind was dropped (DROP INDEX CONCURRENTLY).'
+            self.cleaned_up.append(qualified)
+            return ' The INVALID index %s the failed build left behind was dropped (DROP INDEX CONCURRENTLY).' % qualified
         except (psycopg2.Error, SpecError) as exc:
             return (' The failed build may have left an INVALID index %s that could not be dropped (%s): '
-                    'drop it with DROP INDEX CONCURRENTLY before retrying.'
-                    % (self.spec.qualified_name, one_line(exc)))
+                    'drop it with DROP INDEX CONCURRENTLY before retrying.' % (qualified, one_line(exc)))
+
+    def close(self):
+        if self._watch_conn is not None and not self._watch_conn.closed:
+            self._watch_conn.close()
 
 
 def timed(func, *args, **kwargs):

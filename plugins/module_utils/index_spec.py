@@ -11,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
+import hashlib
 import re
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import SpecError
@@ -83,6 +85,11 @@ class IndexColumn(object):
     @property
     def key(self):
         return self.name if self.name is not None else self.expression
+
+    def composed_key(self):
+        """The key alone (with its collation), as in GROUP BY: to count duplicate keys."""
+        key = sql.Identifier(self.name) if self.name is not None else sql.SQL('(%s)' % self.expression)
+        return sql.SQL('{} COLLATE {}').format(key, self.collation) if self.collation is not None else key
 
     def composed(self):
         parts = [sql.Identifier(self.name) if self.name is not None else sql.SQL('(%s)' % self.expression)]
@@ -192,6 +199,15 @@ class IndexSpec(object):
             parts.append(sql.SQL('WHERE (%s)' % self.where))
         return sql.SQL(' ').join(parts)
 
+    def for_partition(self, schema, table, name):
+        """The same index definition on a partition, under another name (in the partition's schema)."""
+        child = copy.copy(self)
+        child.schema = check_identifier('schema', schema)
+        child.table = check_identifier('table', table)
+        child.name = check_identifier('index name', name)
+        child.tablespace = self.tablespace
+        return child
+
     def drop_statement(self, name=None, concurrently=True):
         return sql.SQL('DROP INDEX {}IF EXISTS {}').format(
             sql.SQL('CONCURRENTLY ' if concurrently else ''), self.index_identifier(name))
@@ -249,6 +265,28 @@ def normalized_definition(conn, spec, lock_timeout='5s'):
                                      probe_def[len(probe_head):])
     raise SpecError(  # pragma: no cover - pg_get_indexdef has a fixed layout
         'could not normalize index %s: unexpected definition %r' % (spec.qualified_name, probe_def))
+
+
+def _fit(base, suffix=''):
+    """base + suffix in at most 63 bytes; a base that does not fit is cut and tagged with its hash."""
+    if len((base + suffix).encode('utf-8')) <= MAX_IDENTIFIER_BYTES:
+        return base + suffix
+    tag = '_' + hashlib.sha1(base.encode('utf-8')).hexdigest()[:8]
+    room = MAX_IDENTIFIER_BYTES - len((tag + suffix).encode('utf-8'))
+    return base.encode('utf-8')[:room].decode('utf-8', 'ignore') + tag + suffix
+
+
+def partition_index_name(index_name, partition_name):
+    """Deterministic name of the index built on one partition for the partitioned index
+    ``index_name``: <partition>_<index>, cut and hashed to fit 63 bytes."""
+    return _fit('%s_%s' % (partition_name, index_name))
+
+
+def replacement_name(name):
+    """Deterministic name of the index that replaces ``name`` (on_drift=replace), at most 63 bytes."""
+    suffix = '_pgixnew'
+    raw = name.encode('utf-8')[:MAX_IDENTIFIER_BYTES - len(suffix)]
+    return raw.decode('utf-8', 'ignore') + suffix
 
 
 def definition_without_name(definition, quoted_name):

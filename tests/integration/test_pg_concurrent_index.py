@@ -172,16 +172,21 @@ def test_failed_unique_build_leaves_no_invalid_index(db):
     failed, result = index_module(db, name='idx_payments_status_u', table='payments', columns=['status'], unique=True)
     assert failed
     assert 'could not create unique index' in result['msg'] and 'Key (status)' in result['msg']
+    assert 'The table has 5 group(s) of rows with duplicate keys' in result['msg']
     assert result['sqlstate'] == '23505'
     assert result['cleaned_up'] == ['public.idx_payments_status_u']
     assert db.index('idx_payments_status_u') is None
 
 
-def test_lock_timeout_in_the_snapshot_wait_fails_cleanly(db):
-    with OldSnapshot(db):
-        failed, result = index_module(db, lock_timeout='300ms', **OVERVIEW)
+def test_snapshot_wait_timeout_fails_cleanly_without_retrying(db):
+    with OldSnapshot(db) as snapshot:
+        snapshot_pid = snapshot.conn.get_backend_pid()
+        failed, result = index_module(db, snapshot_wait_timeout='500ms', retries=3, retry_delay=0.1, **OVERVIEW)
     assert failed
-    assert result['sqlstate'] == '55P03' and 'lock timeout' in result['msg']
+    assert result['wait'] == 'snapshot_wait_timeout' and result['attempts'] == 1
+    assert 'waiting for older transactions to finish' in result['msg']
+    assert [b['pid'] for b in result['blockers']] == [snapshot_pid]
+    assert 'pid %d' % snapshot_pid in result['msg']
     assert result['cleaned_up'] == ['public.idx_fr_overview_org_period']
     assert 'left behind was dropped' in result['msg']
     assert db.index('idx_fr_overview_org_period') is None
