@@ -23,6 +23,10 @@ description:
     C(CREATE INDEX IF NOT EXISTS) would silently keep) is dropped concurrently and built again,
     unless another session is building it right now.
   - When a concurrent build fails, the INVALID index it leaves behind is dropped before the failure is reported.
+  - Every failed build is cleaned up, and lock waits are bounded and retried (see O(lock_timeout),
+    O(snapshot_wait_timeout), O(retries)); each lock failure names the blocking sessions.
+  - On a partitioned table, where C(CREATE INDEX CONCURRENTLY) is refused, the index is created C(ON ONLY)
+    the parent, then built concurrently on each partition and attached, resumably.
   - In check mode only catalog reads and the rolled-back normalization are sent; the result lists the
     exact SQL that would run. With C(--diff) the existing and planned definitions are shown.
   - Refuses servers older than PostgreSQL 13, standbys (servers in recovery), and concurrent builds on
@@ -51,35 +55,136 @@ options:
     default: public
   columns:
     description:
-      - Column names, in index order. Required with O(state=present).
+      - The keys of the index, in order. Required with O(state=present).
+      - Each item is a column name, or a dictionary with exactly one of C(name) (a column) or
+        C(expression) (an SQL expression, for example V(lower(sku))), and optionally C(order)
+        (V(asc)/V(desc)), C(nulls) (V(first)/V(last)), C(opclass) (an operator class, V(name) or
+        V(schema.name)) and C(collation) (V(name) or V(schema.name)).
+      - An C(expression) must be a single SQL expression - balanced parentheses, no C(;) and no comment
+        outside string literals. The server then parses it on an empty copy of the table in a
+        transaction that is rolled back, so an invalid expression fails before anything is built.
     type: list
-    elements: str
+    elements: raw
     aliases: [column]
+  method:
+    description:
+      - Index access method.
+    type: str
+    choices: [btree, hash, gin, gist, brin, spgist]
+    default: btree
   unique:
     description:
-      - Build a unique index.
+      - Build a unique index. When existing rows violate it, the build fails with the offending key from
+        the server and the number of duplicate key groups, and leaves no INVALID index behind.
     type: bool
     default: false
+  nulls_not_distinct:
+    description:
+      - With O(unique), treat NULLs as equal (C(NULLS NOT DISTINCT)). Needs PostgreSQL 15 or newer; older
+        servers are refused with a clear message before anything runs.
+    type: bool
+    default: false
+  include:
+    description:
+      - Non-key columns stored in the index (C(INCLUDE)), for index-only scans.
+    type: list
+    elements: str
+  where:
+    description:
+      - Predicate of a partial index, a single SQL boolean expression (same rules as an C(expression)).
+    type: str
+  tablespace:
+    description:
+      - Tablespace to build the index in. When set, an existing index in another tablespace is drift.
+    type: str
+  storage_params:
+    description:
+      - Index storage parameters (C(WITH (...))), for example C({fillfactor - 90}) or C({deduplicate_items - false}).
+    type: dict
   state:
     description:
       - V(present) builds the index if it is missing or INVALID.
-      - V(absent) drops it if it exists.
+      - V(absent) drops it if it exists (concurrently; an index on a partitioned table can only be dropped with
+        a plain C(DROP INDEX), bounded by O(lock_timeout)).
     type: str
     choices: [present, absent]
     default: present
+  on_drift:
+    description:
+      - What to do when an index of that name exists, valid, with another definition or in another tablespace.
+      - V(fail) fails and shows both definitions.
+      - V(replace) builds the desired index concurrently under a temporary name (C(<name>_pgixnew)), drops the old
+        one concurrently and renames the new one, so the table is never without the index. A rerun after a
+        failure resumes from the temporary index. Not available on partitioned tables.
+      - V(ignore) leaves it and warns.
+      - An index of that name on another table is never replaced or dropped.
+    type: str
+    choices: [fail, replace, ignore]
+    default: fail
+  on_invalid:
+    description:
+      - What to do when the index exists but is INVALID (a failed or interrupted concurrent build).
+      - V(rebuild) drops it concurrently and builds it again (on a partitioned table, finishes the partitions
+        that have no attached index yet).
+      - V(fail) fails and leaves it.
+    type: str
+    choices: [rebuild, fail]
+    default: rebuild
+  on_build_in_progress:
+    description:
+      - What to do when another session is building this index right now (seen in C(pg_stat_progress_create_index)).
+        Its index is INVALID until it finishes and is never dropped from under it.
+      - V(fail) fails naming that session; V(wait) waits up to O(build_wait_timeout) seconds for it to finish.
+    type: str
+    choices: [fail, wait]
+    default: fail
+  build_wait_timeout:
+    description:
+      - Seconds to wait with O(on_build_in_progress=wait).
+    type: int
+    default: 600
   lock_timeout:
     description:
-      - C(lock_timeout) of the build session, as PostgreSQL accepts it (V(5s), V(500ms), V(0) for none).
-      - Bounds the wait for the table lock; a concurrent build also waits for older transactions
-        under this setting. A build that times out is cleaned up and the module fails naming the error.
+      - Longest wait for a lock on the table (or index), as PostgreSQL writes durations (V(5s), V(500ms), V(2min);
+        V(0) waits forever).
+      - Enforced by the module, not by the server setting, so that it applies to the table lock only - the
+        build session runs with C(lock_timeout=0) and a second session cancels it when the wait exceeds this.
+      - A statement cancelled this way is retried (O(retries)).
     type: str
     default: 5s
+  snapshot_wait_timeout:
+    description:
+      - Longest wait for transactions older than the build's snapshot to finish (a concurrent build must outwait
+        every one of them, twice). Same format as O(lock_timeout); V(0) waits forever.
+      - Not retried, since retrying does not help while an unrelated long transaction stays open - the result names
+        the blocking sessions (O(ignore:blockers)).
+    type: str
+    default: 30min
+  retries:
+    description:
+      - How many times a statement that timed out waiting for the table lock (or deadlocked) is tried again,
+        after cleaning up what the failed attempt left.
+    type: int
+    default: 3
+  retry_delay:
+    description:
+      - Seconds before the first retry; each retry doubles it (at most 60 s), with random jitter.
+    type: float
+    default: 2.0
   statement_timeout:
     description:
       - C(statement_timeout) of the build session. The default V(0) (no limit) overrides a role or database
         default that would otherwise kill a long build halfway and leave an INVALID index.
     type: str
     default: '0'
+  maintenance_work_mem:
+    description:
+      - C(maintenance_work_mem) of the build session (for example V(1GB)); the server default when omitted.
+    type: str
+  max_parallel_maintenance_workers:
+    description:
+      - C(max_parallel_maintenance_workers) of the build session; the server default when omitted.
+    type: int
 notes:
   - Supports C(check_mode) and C(diff).
   - C(CREATE INDEX CONCURRENTLY) needs ownership of the table (or membership in its owning role).
@@ -111,6 +216,40 @@ EXAMPLES = r"""
     table: franchise_overview
     state: absent
 
+- name: A partial, covering, expression index; replace an older definition without a gap
+  chefcloud.pgindex.pg_concurrent_index:
+    name: idx_inv_batches_open_sku
+    table: inventory_batches
+    columns:
+      - org_id
+      - expression: lower(sku)
+        opclass: text_pattern_ops
+      - name: received_at
+        order: desc
+        nulls: last
+    include: [quantity]
+    where: "expires_at IS NOT NULL"
+    storage_params:
+      fillfactor: 90
+    on_drift: replace
+
+- name: Wait up to 1 minute for the table lock, 2 hours for old transactions, retry lock waits 5 times
+  chefcloud.pgindex.pg_concurrent_index:
+    name: idx_payments_org_status_created
+    table: payments
+    columns: [org_id, status, created_at]
+    lock_timeout: 1min
+    snapshot_wait_timeout: 2h
+    retries: 5
+    maintenance_work_mem: 1GB
+    max_parallel_maintenance_workers: 2
+
+- name: Index a partitioned table (ON ONLY parent, then each partition concurrently, then attach)
+  chefcloud.pgindex.pg_concurrent_index:
+    name: idx_events_org_created
+    table: events
+    columns: [org_id, created_at]
+
 - name: Set the connection once for several tasks
   module_defaults:
     group/chefcloud.pgindex.postgresql:
@@ -133,7 +272,7 @@ action:
   returned: always
   type: str
   sample: created
-  choices: [none, created, rebuilt, dropped]
+  choices: [none, created, rebuilt, replaced, resumed, dropped]
 name:
   description: Name of the index.
   returned: always
@@ -175,6 +314,32 @@ duration_s:
   returned: always
   type: float
   sample: 2.417
+attempts:
+  description: Statements attempts made (retries included); 0 when nothing was executed.
+  returned: always
+  type: int
+  sample: 2
+blockers:
+  description:
+    - Sessions seen blocking a statement while it waited (from C(pg_blocking_pids) and C(pg_stat_activity)).
+    - C(wait) says which wait they blocked, C(lock_timeout) (the table lock) or C(snapshot_wait_timeout) (older transactions).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{pid: 4242, user: app, application_name: billing-worker, state: idle in transaction, xact_age_s: 912.4,
+            query: 'SELECT * FROM payments WHERE id = 1', backend_type: client backend, wait: snapshot_wait_timeout}]
+partitions:
+  description: On a partitioned table, one entry per partition with the index built there and what was done.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{partition: public.payments_2025_11, index: public.payments_2025_11_idx_payments_org_status_created,
+            action: created}]
+wait:
+  description: Which wait timed out when a statement was cancelled by the module, C(lock_timeout) or C(snapshot_wait_timeout).
+  returned: on failure of a statement
+  type: str
+  sample: lock_timeout
 sqlstate:
   description: SQLSTATE of the statement that failed.
   returned: on failure of a statement
@@ -185,8 +350,8 @@ failed_query:
   returned: on failure of a statement
   type: str
 cleaned_up:
-  description: INVALID indexes that a failed build left behind and that were dropped before failing.
-  returned: on failure of a statement
+  description: INVALID indexes that failed builds left behind and that were dropped.
+  returned: always
   type: list
   elements: str
   sample: [public.idx_fr_overview_org_period]
