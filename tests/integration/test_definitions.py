@@ -160,7 +160,7 @@ def tablespaces(pg_server):
         os.chown(path, owner.pw_uid, owner.pw_gid)
         pg_server.psql("CREATE TABLESPACE %s LOCATION '%s'" % (name, path))
         made.append((name, path))
-    yield [name for name, _ in made]
+    yield [made_name for made_name, made_path in made]
     for name, path in made:
         pg_server.psql('DROP TABLESPACE IF EXISTS %s' % name)
         shutil.rmtree(path, ignore_errors=True)
@@ -173,9 +173,11 @@ def test_tablespace_is_used_and_compared(db, tablespaces):
     assert db.query("SELECT t.spcname FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace"
                     " WHERE c.relname = 'idx_ts'")[0][0] == 'ts_fast'
     assert index_module(db, **args)[1]['action'] == 'none'
-    failed, result = index_module(db, **dict(args, tablespace='ts_slow'))
+    slow = dict(args)
+    slow['tablespace'] = 'ts_slow'
+    failed, result = index_module(db, **slow)
     assert failed and 'tablespace' in result['msg'] and '(tablespace ts_fast)' in result['msg']
-    failed, result = index_module(db, **dict(args, tablespace='ts_slow', on_drift='replace'))
+    failed, result = index_module(db, on_drift='replace', **slow)
     assert not failed and result['action'] == 'replaced'
     assert db.query("SELECT t.spcname FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace"
                     " WHERE c.relname = 'idx_ts'")[0][0] == 'ts_slow'

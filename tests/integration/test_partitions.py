@@ -73,7 +73,7 @@ def test_a_failed_partition_is_resumed_on_the_next_run(db):
     assert '"events_us_idx_events_u"' in built_now
     for table in done_before:   # finished partitions are not built again
         assert '"%s_idx_events_u"' % table not in built_now
-    assert all(valid for _, valid in attached_tree(db, 'idx_events_u').values())
+    assert all(valid for index, valid in attached_tree(db, 'idx_events_u').values())
 
 
 def test_absent_drops_the_partitioned_index_and_its_children(db):
