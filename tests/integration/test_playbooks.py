@@ -102,3 +102,28 @@ def test_installed_collection_runs_the_playbook_by_fqcn(db, tmp_path):
     # the role ran from the installed copy, not from this checkout
     assert str(tmp_path / 'collections' / 'ansible_collections' / 'chefcloud' / 'pgindex' / 'roles') in out
     assert six_state(db) == {name: True for name in SIX}
+
+
+def test_role_passes_every_index_option_from_the_change_set(db, tmp_path):
+    db.query('CREATE INDEX idx_inv_open_sku ON inventory_batches (org_id)')  # drifted: replaced by the role
+    changeset = tmp_path / 'advanced.yml'
+    changeset.write_text(
+        'pgindex_changeset_name: advanced\n'
+        'pgindex_on_drift: replace\n'
+        'pgindex_indexes:\n'
+        '  - name: idx_inv_open_sku\n'
+        '    table: inventory_batches\n'
+        '    columns: [org_id, {expression: lower(sku), opclass: text_pattern_ops}, {name: received_at, order: desc}]\n'
+        '    include: [quantity]\n'
+        '    where: expires_at IS NOT NULL\n'
+        '    storage_params: {fillfactor: 80}\n'
+        '    verify: {query: "SELECT 1 FROM inventory_batches WHERE org_id = %(org)s AND lower(sku) LIKE %(sku)s'
+        ' AND expires_at IS NOT NULL", params: {org: ORG_12345, sku: "sku-0001%"}}\n')
+    rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local',
+                       '-e', 'pgindex_changeset_file=%s' % changeset)
+    assert rc == 0, out
+    assert db.index('idx_inv_open_sku') == (
+        True, 'CREATE INDEX idx_inv_open_sku ON public.inventory_batches USING btree (org_id, lower(sku) '
+        "text_pattern_ops, received_at DESC) INCLUDE (quantity) WITH (fillfactor='80') WHERE (expires_at IS NOT NULL)",
+        'inventory_batches')
+    assert 'idx_inv_open_sku on public.inventory_batches: replaced, valid' in out
