@@ -182,7 +182,14 @@ def ensure_index(connect, spec, state, settings, check_mode=False, options=None)
                          snapshot_wait_timeout=duration_seconds(conn, 'snapshot_wait_timeout',
                                                                 opts['snapshot_wait_timeout']),
                          retries=opts['retries'], retry_delay=opts['retry_delay'])
-    apply_session_settings(conn, dict(settings, lock_timeout='0', standard_conforming_strings='on'))
+    session_settings = dict(settings, lock_timeout='0', standard_conforming_strings='on')
+    apply_session_settings(conn, session_settings)
+
+    def reconnect():
+        """A new session with the same settings (after the build's own session was terminated)."""
+        fresh = connect()
+        apply_session_settings(fresh, session_settings)
+        return fresh
     probe_lock_timeout = '%dms' % max(1, int(policy.lock_timeout * 1000)) if policy.lock_timeout else '0'
     seen = observe(conn, spec, state, probe_lock_timeout)
     seen = wait_for_other_builds(conn, spec, state, seen, opts, probe_lock_timeout)
@@ -196,7 +203,7 @@ def ensure_index(connect, spec, state, settings, check_mode=False, options=None)
         partitions=plan.partitions,
     )
     if plan.changes and not check_mode:
-        executor = PlanExecutor(conn, connect, spec, policy)
+        executor = PlanExecutor(conn, reconnect, spec, policy)
         try:
             result['queries'], result['duration_s'] = timed(executor.run, plan)
         finally:

@@ -250,6 +250,24 @@ EXAMPLES = r"""
     table: events
     columns: [org_id, created_at]
 
+- name: Never touch an INVALID index or one being built by someone else; wait up to 10 minutes for their build
+  chefcloud.pgindex.pg_concurrent_index:
+    name: idx_po_org_status_created
+    table: purchase_orders
+    columns: [org_id, status, created_at]
+    on_invalid: fail
+    on_build_in_progress: wait
+    build_wait_timeout: 600
+
+- name: A unique index that treats NULLs as equal (PostgreSQL 15+), in its own tablespace
+  chefcloud.pgindex.pg_concurrent_index:
+    name: idx_payments_order_u
+    table: payments
+    columns: [order_id]
+    unique: true
+    nulls_not_distinct: true
+    tablespace: fast_ssd
+
 - name: Set the connection once for several tasks
   module_defaults:
     group/chefcloud.pgindex.postgresql:
