@@ -3,6 +3,7 @@ import threading
 import time
 
 import psycopg2
+import pytest
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import connection
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.ensure import ensure_index
@@ -111,33 +112,23 @@ def test_server_side_lock_timeout_would_leave_an_invalid_index_but_ours_does_not
     assert db.index('idx_fr_overview_org_period') is None
 
 
-def test_cancel_from_another_session_mid_build_leaves_no_invalid_index(db):
+@pytest.mark.parametrize('signal,message', [
+    ('pg_cancel_backend', 'canceling statement due to user request'),
+    ('pg_terminate_backend', 'terminated or its connection lost'),
+])
+def test_cancel_or_terminate_mid_build_leaves_no_invalid_index(db, signal, message):
     snapshot = OldSnapshot(db)
     build = BuildInThread(db)
     try:
         pid = builder_pid(db)
-        assert db.query('SELECT pg_cancel_backend(%s)', (pid,))[0][0] is True
+        assert db.query('SELECT %s(%%s)' % signal, (pid,))[0][0] is True
         build.join()
     finally:
         snapshot.end()
     assert build.error is not None and build.error.details['wait'] is None
-    assert 'canceling statement due to user request' in build.error.msg
-    assert build.error.details['attempts'] == 1  # a person's cancel is not retried
-    assert build.error.details['cleaned_up'] == ['public.idx_fr_overview_org_period']
-    assert db.index('idx_fr_overview_org_period') is None
-
-
-def test_terminated_build_session_is_cleaned_up_from_a_new_connection(db):
-    snapshot = OldSnapshot(db)
-    build = BuildInThread(db)
-    try:
-        pid = builder_pid(db)
-        assert db.query('SELECT pg_terminate_backend(%s)', (pid,))[0][0] is True
-        build.join()
-    finally:
-        snapshot.end()
-    assert build.error is not None
-    assert 'terminated or its connection lost' in build.error.msg
+    assert message in build.error.msg
+    assert build.error.details['attempts'] == 1  # a person's cancel or terminate is not retried
+    # cleaned up from the build's session, or from a new one when it was terminated
     assert build.error.details['cleaned_up'] == ['public.idx_fr_overview_org_period']
     assert db.index('idx_fr_overview_org_period') is None
 
