@@ -528,3 +528,28 @@ def archiver_stats(conn):
         keys = ('archived_count', 'last_archived_wal', 'last_archived_time', 'failed_count', 'last_failed_wal',
                 'last_failed_time', 'stats_reset', 'failing')
         return dict(zip(keys, cur.fetchone()))
+
+
+def index_build_progress(conn, table_oids):
+    """pg_stat_progress_create_index rows for builds on ``table_oids`` (all tables when empty), with
+    the index name, how long the statement runs and the lock it waits for, if any."""
+    with conn.cursor() as cur:
+        cur.execute(
+            'SELECT p.pid, tn.nspname, t.relname, coalesce(ic.relname, \'\'), p.command, p.phase,'
+            '       p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total,'
+            '       p.lockers_done, p.lockers_total, p.partitions_done, p.partitions_total,'
+            '       round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float8,'
+            '       a.application_name, a.wait_event_type, a.wait_event,'
+            '       (SELECT l.locktype FROM pg_locks l WHERE l.pid = p.pid AND NOT l.granted LIMIT 1)'
+            ' FROM pg_stat_progress_create_index p'
+            ' JOIN pg_class t ON t.oid = p.relid JOIN pg_namespace tn ON tn.oid = t.relnamespace'
+            ' LEFT JOIN pg_class ic ON ic.oid = p.index_relid'
+            ' LEFT JOIN pg_stat_activity a ON a.pid = p.pid'
+            ' WHERE p.datid = (SELECT oid FROM pg_database WHERE datname = current_database())'
+            '   AND (cardinality(%s::oid[]) = 0 OR p.relid = ANY(%s::oid[]))'
+            ' ORDER BY tn.nspname, t.relname, p.pid', (list(table_oids), list(table_oids)))
+        keys = ('pid', 'schema', 'table', 'index', 'command', 'phase', 'blocks_done', 'blocks_total',
+                'tuples_done', 'tuples_total', 'lockers_done', 'lockers_total', 'partitions_done',
+                'partitions_total', 'elapsed_s', 'application_name', 'wait_event_type', 'wait_event',
+                'waiting_for')
+        return [dict(zip(keys, row)) for row in cur.fetchall()]
