@@ -46,6 +46,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+server_version_num:
+  description: C(server_version_num) of the server (the role chooses its default parallelism from it).
+  returned: always
+  type: int
+  sample: 180001
 builds:
   description: One entry per running build.
   returned: always
@@ -111,7 +116,7 @@ def table_names(items):
 def run(module):
     conn = module.connect()
     builds = build_progress(conn, table_names(module.params['tables']))
-    return dict(changed=False, builds=builds)
+    return dict(changed=False, builds=builds, server_version_num=conn.server_version)
 
 
 def main():

@@ -35,7 +35,7 @@ def test_deploy_creates_the_six_indexes_then_changes_nothing(db):
     rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local')
     assert rc == 0, out
     assert six_state(db) == {name: True for name in SIX}
-    assert recap(out)['changed'] == 1 and recap(out)['failed'] == 0
+    assert recap(out)['changed'] >= 1 and recap(out)['failed'] == 0
     assert 'idx_payments_org_status_created on public.payments: created, valid' in out
     rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local')
     assert rc == 0, out
