@@ -18,7 +18,7 @@ from psycopg2 import sql
 
 ORGS = 4000
 PERIODS = "to_char(date '2024-01-01' + ((i %% 24) || ' months')::interval, 'YYYY-MM')"
-ORG = "'ORG_' || (10000 + (i * 7919) %% {orgs})".format(orgs=ORGS)
+ORG = "'ORG_' || (10000 + (i::bigint * 7919) %% {orgs})".format(orgs=ORGS)
 
 TABLES = {
     'franchise_overview': (
@@ -57,8 +57,9 @@ TABLES = {
 }
 
 
-def load(conn, rows, schema='public', log=print):
-    """Create the six tables in ``schema`` if missing and fill the empty ones with ``rows`` rows."""
+def load(conn, rows, schema='public', log=print, first=1):
+    """Create the six tables in ``schema`` if missing and fill the empty ones with ``rows`` rows
+    (ids ``first`` .. ``first + rows - 1``)."""
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(sql.SQL('CREATE SCHEMA IF NOT EXISTS {}').format(sql.Identifier(schema)))
@@ -71,8 +72,8 @@ def load(conn, rows, schema='public', log=print):
                 continue
             start = time.monotonic()
             query = sql.SQL('INSERT INTO {} ' + select.format(org=ORG, period=PERIODS)
-                            + ' FROM generate_series(1, %s) AS i').format(ident)
-            cur.execute(query, (rows,))
+                            + ' FROM generate_series(%s, %s) AS i').format(ident)
+            cur.execute(query, (first, first + rows - 1))
             cur.execute(sql.SQL('ANALYZE {}').format(ident))
             log('%-20s %d rows in %.1f s' % (table, rows, time.monotonic() - start))
 
