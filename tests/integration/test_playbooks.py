@@ -127,3 +127,41 @@ def test_role_passes_every_index_option_from_the_change_set(db, tmp_path):
         "text_pattern_ops, received_at DESC) INCLUDE (quantity) WITH (fillfactor='80') WHERE (expires_at IS NOT NULL)",
         'inventory_batches')
     assert 'idx_inv_open_sku on public.inventory_batches: replaced, valid' in out
+
+
+def test_builds_run_in_waves_and_report_progress_while_they_wait(db, tmp_path):
+    import threading
+    import time
+    from helpers.sessions import OldSnapshot, wait_until
+    changeset = tmp_path / 'two.yml'
+    changeset.write_text(
+        'pgindex_changeset_name: two\n'
+        'pgindex_indexes:\n'
+        '  - {name: idx_a, table: payments, columns: [org_id]}\n'
+        '  - {name: idx_b, table: payments, columns: [status]}\n'
+        '  - {name: idx_c, table: purchase_orders, columns: [org_id]}\n')
+    snapshot = OldSnapshot(db)   # the builds must outwait it: a few seconds of "waiting for old snapshots"
+
+    def end_snapshot_once_a_build_waits():
+        wait_until(db, "SELECT EXISTS (SELECT 1 FROM pg_stat_progress_create_index WHERE phase LIKE 'waiting%%')",
+                   timeout=120)
+        time.sleep(3)   # long enough for the progress loop (every second) to report the wait
+        snapshot.end()
+    timer = threading.Thread(target=end_snapshot_once_a_build_waits, daemon=True)
+    timer.start()
+    try:
+        rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local', '-e',
+                           'pgindex_changeset_file=%s' % changeset, '-e', 'pgindex_progress_interval=1',
+                           '-e', 'pgindex_verify=false', '-e', '{"pgindex_preflight_checks": []}')
+    finally:
+        timer.join()
+    assert rc == 0, out
+    version = int(db.query('SHOW server_version_num')[0][0])
+    # one table's indexes never build together; on 14+ two tables build at once
+    expected = ('2 wave(s), at most 2 build(s) at a time: idx_a, idx_c | idx_b' if version >= 140000 else
+                '3 wave(s), at most 1 build(s) at a time: idx_a | idx_c | idx_b')
+    assert expected in out
+    assert re.search(r"wave 1/\d: 0 of \d finished", out)
+    assert re.search(r"idx_a on public.payments: waiting for old snapshots.*\[waiting for a virtualxid lock",
+                     out.replace('\n', ' ').replace('  ', ' '))
+    assert all(db.index(name)[0] for name in ('idx_a', 'idx_b', 'idx_c'))
