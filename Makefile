@@ -1,5 +1,6 @@
 # chefcloud.pgindex — developer entry points. Everything installs itself into .venv.
 #   make demo        start an embedded PostgreSQL 18, load the demo data, deploy the six indexes
+#                    (timing their queries before and after: reports/demo/*.md)
 #   make test        sanity, lint and the test suite against real PostgreSQL servers
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,10 +13,14 @@ DEMO_DB ?= chefcloud_demo
 PYTEST_ARGS ?=
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 DEMO_ENV := PGHOST=127.0.0.1 PGPORT=$(DEMO_PORT) PGUSER=postgres PGDATABASE=$(DEMO_DB)
+DEMO_REPORT_DIR ?= $(CURDIR)/reports/demo
+DEMO_REPORT := -e pgindex_report_dir=$(DEMO_REPORT_DIR)
 
-.PHONY: venv demo demo-stop demo-reset rollback-demo test lint pytest test-matrix clean
+.PHONY: venv demo verify-demo demo-stop demo-reset rollback-demo test lint pytest test-matrix clean ee-context
 
-venv: $(VENV)/.installed .collections/ansible_collections/chefcloud/pgindex
+AWX_COLLECTION := .collections/ansible_collections/awx/awx
+
+venv: $(VENV)/.installed .collections/ansible_collections/chefcloud/pgindex $(AWX_COLLECTION)/MANIFEST.json
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,11 +33,34 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	mkdir -p .collections/ansible_collections/chefcloud
 	ln -sfn ../../.. $@
 
+# awx.awx (for awx/configure.yml): only that collection, unpacked from the pinned `ansible` wheel
+# (requirements-awx.txt; no Galaxy here), so .venv keeps ansible-core without ~100 other collections.
+$(AWX_COLLECTION)/MANIFEST.json: requirements-awx.txt | $(VENV)/.installed
+	rm -rf $(AWX_COLLECTION) build/awx
+	$(BIN)/python -m pip download --quiet --no-deps --dest build/awx -r requirements-awx.txt
+	$(BIN)/python -c 'import glob, zipfile; z = zipfile.ZipFile(glob.glob("build/awx/ansible-*.whl")[0]); \
+		z.extractall(".collections", [n for n in z.namelist() if n.startswith("ansible_collections/awx/awx/")])'
+	rm -rf build/awx
+	touch $@
+
+# Build context of the execution environment (docs/awx.md): the collection artifact staged as
+# ee/chefcloud-pgindex.tar.gz, then ansible-builder create. Build the image from it with podman or docker.
+ee-context: venv
+	rm -rf build/ee && mkdir -p build/ee
+	$(BIN)/ansible-galaxy collection build --output-path build/ee .
+	cp build/ee/chefcloud-pgindex-*.tar.gz ee/chefcloud-pgindex.tar.gz
+	$(BIN)/ansible-builder create -f ee/execution-environment.yml --context build/ee/context --output-filename Containerfile
+	@echo "Next: podman build -t chefcloud/pgindex-ee:0.1.0 -f build/ee/context/Containerfile build/ee/context"
+
 demo: venv
 	$(BIN)/python tools/pgserver.py start --data $(DEMO_DATA) --port $(DEMO_PORT) >/dev/null
 	$(DEMO_ENV) $(BIN)/python tools/demo_data.py --rows $(ROWS) --create-db $(DEMO_DB)
-	$(DEMO_ENV) $(BIN)/ansible-playbook playbooks/deploy_indexes.yml -i inventories/local
+	$(DEMO_ENV) $(BIN)/ansible-playbook playbooks/deploy_indexes.yml -i inventories/local $(DEMO_REPORT)
 	@echo "Demo server: $(DEMO_ENV)   (stop it with: make demo-stop)"
+	@echo "Verification report: $(DEMO_REPORT_DIR)/001_franchise_indexes.local-db.md (and .json)"
+
+verify-demo: venv
+	$(DEMO_ENV) $(BIN)/ansible-playbook playbooks/verify_indexes.yml -i inventories/local $(DEMO_REPORT)
 
 rollback-demo: venv
 	$(DEMO_ENV) $(BIN)/ansible-playbook playbooks/rollback_indexes.yml -i inventories/local
@@ -58,4 +86,4 @@ test-matrix: venv
 	set -e; for v in 13 14 15 16 17 18; do PGINDEX_PG_VERSION=$$v $(BIN)/python -m pytest tests -q $(PYTEST_ARGS); done
 
 clean:
-	rm -rf $(VENV) .collections .pytest_cache tests/output
+	rm -rf $(VENV) .collections .pytest_cache tests/output build/ee ee/chefcloud-pgindex.tar.gz

@@ -101,6 +101,13 @@ record "ansible-test sanity" "${PIPESTATUS[0]}" $((SECONDS - start))
 SANITY_FAILED="$(awk '/^FATAL: The [0-9]+ sanity test\(s\) listed below/ {on = 1; next} /^FATAL:/ {on = 0} on {printf "%s ", $0}' "${WORK}/sanity.log")"
 
 # --- 2. ansible-lint -------------------------------------------------------------------------------
+# awx/configure.yml uses awx.awx, which `make venv` unpacks into .collections (requirements-awx.txt):
+# put it next to the copy (after sanity, which must see this collection alone).
+if [[ -d "${ROOT}/.collections/ansible_collections/awx/awx" ]]; then
+    ln -sfn "${ROOT}/.collections/ansible_collections/awx" "${WORK}/ansible_collections/awx"
+else
+    echo "lint.sh: awx.awx is not in ${ROOT}/.collections (make venv): awx/configure.yml will not resolve" >&2
+fi
 banner "2/3 ansible-lint --offline (profile and exclusions: .ansible-lint)"
 start=${SECONDS}
 (cd "${ROOT}" && ANSIBLE_COLLECTIONS_PATH="${WORK}" ansible-lint --offline --nocolor -c "${ROOT}/.ansible-lint")

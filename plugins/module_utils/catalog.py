@@ -319,13 +319,15 @@ def session_info(conn):
 
 
 def visible_settings(conn, names):
-    """{name: {setting, unit, value, source}} of the settings this role may read (pg_settings hides
-    superuser-only ones such as data_directory from roles without pg_read_all_settings)."""
+    """{name: {setting, unit, value, source, reset_val}} of the settings this role may read (pg_settings
+    hides superuser-only ones such as data_directory from roles without pg_read_all_settings).
+    ``reset_val`` (with the unit) is what a new session of this role in this database starts with."""
     with conn.cursor() as cur:
-        cur.execute('SELECT name, setting, unit, current_setting(name), source FROM pg_settings'
-                    ' WHERE name = ANY(%s)', (list(names),))
+        cur.execute('SELECT name, setting, unit, current_setting(name), source, reset_val || coalesce(unit, %s)'
+                    ' FROM pg_settings WHERE name = ANY(%s)', ('', list(names)))
         rows = cur.fetchall()
-    return dict((row[0], dict(setting=row[1], unit=row[2], value=row[3], source=row[4])) for row in rows)
+    return dict((row[0], dict(setting=row[1], unit=row[2], value=row[3], source=row[4], reset_val=row[5]))
+                for row in rows)
 
 
 def role_database_settings(conn, names):
@@ -426,7 +428,7 @@ def database_tablespace(conn):
 
 
 _SESSION_COLUMNS = (
-    'a.pid, a.usename, a.application_name, a.client_addr::text, a.backend_type, a.state,'
+    'a.pid, a.usename, a.application_name, host(a.client_addr), a.backend_type, a.state,'
     ' round(extract(epoch FROM now() - a.xact_start)::numeric, 1)::float8,'
     ' round(extract(epoch FROM now() - a.state_change)::numeric, 1)::float8,'
     ' a.backend_xmin IS NOT NULL, a.query')
@@ -496,7 +498,7 @@ def replication_standbys(conn):
     (None when unknown) and the lags as seconds."""
     with conn.cursor() as cur:
         cur.execute(
-            'SELECT r.pid, r.usename, r.application_name, r.client_addr::text, r.state, r.sync_state,'
+            'SELECT r.pid, r.usename, r.application_name, host(r.client_addr), r.state, r.sync_state,'
             '       pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::int8,'
             '       extract(epoch FROM r.write_lag)::float8, extract(epoch FROM r.flush_lag)::float8,'
             '       extract(epoch FROM r.replay_lag)::float8'

@@ -35,3 +35,7 @@ class DriftError(PgIndexError):
 
 class BuildError(PgIndexError):
     """A statement of the plan failed on the server."""
+
+
+class VerifyError(PgIndexError):
+    """An index failed verification: missing, INVALID, drifted, not used by its query..."""
