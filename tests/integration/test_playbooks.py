@@ -165,3 +165,14 @@ def test_builds_run_in_waves_and_report_progress_while_they_wait(db, tmp_path):
     assert re.search(r"idx_a on public.payments: waiting for old snapshots.*\[waiting for a virtualxid lock",
                      out.replace('\n', ' ').replace('  ', ' '))
     assert all(db.index(name)[0] for name in ('idx_a', 'idx_b', 'idx_c'))
+
+
+def test_change_set_paths_resolve_from_the_current_directory_or_fail_clearly(db):
+    rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local', '--check',
+                       '-e', 'pgindex_changeset_file=changesets/001_franchise_indexes.yml')
+    assert rc == 0, out
+    assert 'would run: CREATE INDEX CONCURRENTLY "idx_fr_overview_org_period"' in out
+    rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local', '--check',
+                       '-e', 'pgindex_changeset_file=changesets/no_such_changeset.yml')
+    assert rc != 0 and "change set file 'changesets/no_such_changeset.yml' not found; looked at: " in out
+    assert six_state(db) == {name: None for name in SIX}

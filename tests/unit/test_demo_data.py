@@ -11,4 +11,4 @@ def test_rows_far_into_a_5m_row_table_are_valid(db):
     for table in demo_data.TABLES:
         rows = db.query('SELECT id, org_id FROM big.%s ORDER BY id' % table)
         assert [r[0] for r in rows] == [4999999, 5000000]
-        assert all(10000 <= int(org.split('_')[1]) < 14000 for _, org in rows)
+        assert all(10000 <= int(org.split("_")[1]) < 14000 for row_id, org in rows)
