@@ -24,6 +24,7 @@ MIN_SERVER_VERSION = 130000
 # release notes ask to rebuild such indexes).
 BROKEN_CONCURRENT_BUILDS = (140000, 140004)
 NULLS_NOT_DISTINCT_SINCE = 150000
+TRANSACTION_TIMEOUT_SINCE = 170000
 
 DEFAULT_OPTIONS = dict(
     on_drift='fail', on_invalid='rebuild', on_build_in_progress='fail', build_wait_timeout=600,
@@ -183,6 +184,9 @@ def ensure_index(connect, spec, state, settings, check_mode=False, options=None)
                                                                 opts['snapshot_wait_timeout']),
                          retries=opts['retries'], retry_delay=opts['retry_delay'])
     session_settings = dict(settings, lock_timeout='0', standard_conforming_strings='on')
+    if catalog.server_version_num(conn) >= TRANSACTION_TIMEOUT_SINCE:
+        # A role or database transaction_timeout would cancel a long build like statement_timeout would.
+        session_settings['transaction_timeout'] = '0'
     apply_session_settings(conn, session_settings)
 
     def reconnect():

@@ -71,3 +71,12 @@ def wait_for_build_waiting(db, pid):
     """Wait until backend ``pid`` is a CREATE INDEX CONCURRENTLY waiting for older snapshots."""
     wait_until(db, "SELECT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_stat_activity a"
                    " USING (pid) WHERE p.pid = %s AND a.wait_event_type = 'Lock')", (pid,))
+
+
+def make_invalid_index(db, statement):
+    """Leave an INVALID index the way production does: a CIC whose lock_timeout fires while it waits
+    for an old snapshot, after the index already exists in the catalog."""
+    with OldSnapshot(db):
+        build = BackgroundStatement(db, statement, settings={'lock_timeout': '300ms'})
+        build.join()
+    assert isinstance(build.error, psycopg2.errors.LockNotAvailable), build.error

@@ -5,7 +5,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from test_playbooks import SIX, playbook
+from helpers.playbooks import SIX, playbook
 
 INVENTORY = """
 all:

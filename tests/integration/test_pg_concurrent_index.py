@@ -3,7 +3,7 @@ import psycopg2
 import pytest
 
 from helpers.modules import run_module
-from helpers.sessions import BackgroundStatement, OldSnapshot, wait_for_build_waiting
+from helpers.sessions import BackgroundStatement, OldSnapshot, make_invalid_index, wait_for_build_waiting
 
 OVERVIEW = dict(name='idx_fr_overview_org_period', table='franchise_overview', columns=['org_id', 'period'])
 OVERVIEW_DEF = ('CREATE INDEX idx_fr_overview_org_period ON public.franchise_overview'
@@ -15,15 +15,6 @@ DROP_SQL = 'DROP INDEX CONCURRENTLY IF EXISTS "public"."idx_fr_overview_org_peri
 
 def index_module(db, check_mode=False, diff=False, **args):
     return run_module('pg_concurrent_index', dict(db.params, **args), check_mode=check_mode, diff=diff)
-
-
-def make_invalid_index(db, statement):
-    """Leave an INVALID index the way production does: a CIC whose lock_timeout fires while it waits
-    for an old snapshot, after the index already exists in the catalog."""
-    with OldSnapshot(db):
-        build = BackgroundStatement(db, statement, settings={'lock_timeout': '300ms'})
-        build.join()
-    assert isinstance(build.error, psycopg2.errors.LockNotAvailable), build.error
 
 
 def test_creates_missing_index_concurrently(db):
@@ -226,3 +217,18 @@ def test_present_needs_table_and_columns(db, missing):
     del args[missing]
     failed, result = index_module(db, **args)
     assert failed and missing in result['msg']
+
+
+def test_role_transaction_timeout_does_not_cancel_the_build_on_17_and_later(db):
+    version = int(db.query('SHOW server_version_num')[0][0])
+    if version < 170000:
+        pytest.skip('transaction_timeout exists from PostgreSQL 17')
+    db.query("INSERT INTO franchise_overview SELECT i, 'ORG_' || i % 4000, '2025-01', 1, 1, 1, 1, now()"
+             " FROM generate_series(100000, 400000) i")
+    db.query('ALTER DATABASE %s SET transaction_timeout = 30' % db.name)
+    with pytest.raises(psycopg2.OperationalError):   # the server ends the session: the build is cancelled
+        db.query(CREATE_SQL, options='-c transaction_timeout=30')
+    db.query(DROP_SQL)
+    failed, result = index_module(db, **OVERVIEW)
+    assert not failed, result
+    assert db.index('idx_fr_overview_org_period')[0] is True

@@ -11,8 +11,8 @@ import yaml
 import demo_data
 import pgserver
 from helpers.modules import run_module
-from integration.test_pg_concurrent_index import make_invalid_index
-from integration.test_playbooks import ROOT, SIX, playbook, recap
+from helpers.playbooks import ROOT, SIX, playbook, recap
+from helpers.sessions import make_invalid_index
 
 CHANGESET = yaml.safe_load((ROOT / 'changesets' / '001_franchise_indexes.yml').read_text())['pgindex_indexes']
 BIG_ROWS = 200000
