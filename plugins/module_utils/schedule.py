@@ -1,17 +1,20 @@
 # -*- coding: utf-8 -*-
 # Copyright: ChefCloud Platform Engineering
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Which indexes may build at the same time.
+"""Which indexes build at the same time, and running them so.
 
-Indexes on one table build one after another (two concurrent builds on a table wait for each
-other, and both lock it); indexes on different tables may build together, at most
-``parallelism`` at a time. Since PostgreSQL 14 a concurrent build of a plain index (no expression,
-no predicate) no longer waits for the other concurrent builds, so parallel builds really overlap.
+Indexes on one table build one after another (a lane: two concurrent builds on a table wait for
+each other); lanes of different tables run at the same time, at most ``parallelism`` at once, each
+starting its next index as soon as the previous one ends (no barrier between waves). Since
+PostgreSQL 14 a concurrent build of a plain index no longer waits for the other concurrent builds,
+so parallel lanes really overlap.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+import threading
 
 PARALLEL_CIC_SINCE = 140000
 
@@ -21,23 +24,48 @@ def default_parallelism(server_version_num):
     return 2 if server_version_num >= PARALLEL_CIC_SINCE else 1
 
 
-def build_waves(indexes, parallelism, default_schema='public'):
-    """Split the change set into waves: lists of at most ``parallelism`` indexes on distinct tables.
-
-    The n-th index of each table goes in the n-th round, so a table's indexes keep their change-set
-    order; each round is cut into waves of ``parallelism``. Waves run one after the other.
-    """
-    parallelism = max(1, int(parallelism))
-    lanes, order = {}, []
+def lanes(indexes, default_schema='public'):
+    """The change set's indexes grouped by table, in change-set order: a list of lists."""
+    by_table, order = {}, []
     for index in indexes:
         key = (index.get('schema') or default_schema, index.get('table'))
-        if key not in lanes:
-            lanes[key] = []
+        if key not in by_table:
+            by_table[key] = []
             order.append(key)
-        lanes[key].append(index)
-    waves = []
-    depth = max([len(lane) for lane in lanes.values()] or [0])
-    for round_number in range(depth):
-        batch = [lanes[key][round_number] for key in order if len(lanes[key]) > round_number]
-        waves.extend(batch[i:i + parallelism] for i in range(0, len(batch), parallelism))
-    return waves
+        by_table[key].append(index)
+    return [by_table[key] for key in order]
+
+
+def run_lanes(all_lanes, parallelism, work, stop_on_failure=True):
+    """Run ``work(index)`` over every lane, ``parallelism`` lanes at a time, in worker threads.
+
+    ``work`` returns a result dict with ``failed``. With ``stop_on_failure`` no index starts after a
+    failure (running ones finish); those left get ``None``. Returns the results in lane order.
+    """
+    results = [[None] * len(lane) for lane in all_lanes]
+    pending = list(range(len(all_lanes)))
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker():
+        while True:
+            with lock:
+                if not pending or stop.is_set():
+                    return
+                lane_number = pending.pop(0)
+            for position, index in enumerate(all_lanes[lane_number]):
+                if stop.is_set():
+                    return
+                result = work(index)
+                results[lane_number][position] = result
+                if result.get('failed') and stop_on_failure:
+                    stop.set()
+
+    threads = [threading.Thread(target=worker, name='pgindex-lane-%d' % n)
+               for n in range(max(1, min(int(parallelism), len(all_lanes))))]
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
