@@ -16,7 +16,7 @@ DEMO_ENV := PGHOST=127.0.0.1 PGPORT=$(DEMO_PORT) PGUSER=postgres PGDATABASE=$(DE
 DEMO_REPORT_DIR ?= $(CURDIR)/reports/demo
 DEMO_REPORT := -e pgindex_report_dir=$(DEMO_REPORT_DIR)
 
-.PHONY: venv demo verify-demo demo-stop demo-reset rollback-demo test lint pytest test-matrix clean ee-context molecule
+.PHONY: venv demo verify-demo demo-stop demo-reset rollback-demo test lint pytest test-matrix clean ee-context molecule bench
 
 AWX_COLLECTION := .collections/ansible_collections/awx/awx
 
@@ -95,3 +95,29 @@ test-matrix: venv
 
 clean:
 	rm -rf $(VENV) .collections .pytest_cache tests/output build/ee ee/chefcloud-pgindex.tar.gz
+
+# Benchmarks (bench/, BENCHMARKS.md; not part of `make test`): runbook psql vs community.postgresql vs
+# this collection, on its own server (/var/tmp/pgindex/bench, port 54339). 1M rows per table unless
+# ROWS= is given; REPS= repetitions (3). The bench venv (bench/.venv) and community.postgresql
+# (unpacked from the pinned ansible wheel into bench/.collections) leave .venv alone.
+BENCH_ROWS = $(if $(filter command line environment,$(origin ROWS)),$(ROWS),1000000)
+REPS ?= 3
+BENCH_ARGS ?=
+BENCH_COLLECTION := bench/.collections/ansible_collections/community/postgresql
+
+bench/.venv/.installed: bench/requirements.txt
+	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
+	bench/.venv/bin/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+$(BENCH_COLLECTION)/MANIFEST.json: bench/requirements-collections.txt | bench/.venv/.installed
+	rm -rf $(BENCH_COLLECTION) build/bench
+	bench/.venv/bin/python -m pip download --quiet --no-deps --dest build/bench -r bench/requirements-collections.txt
+	bench/.venv/bin/python -c 'import glob, zipfile; z = zipfile.ZipFile(glob.glob("build/bench/ansible-*.whl")[0]); \
+		z.extractall("bench/.collections", [n for n in z.namelist() if n.startswith("ansible_collections/community/postgresql/")])'
+	rm -rf build/bench
+	touch $@
+
+bench: venv bench/.venv/.installed $(BENCH_COLLECTION)/MANIFEST.json
+	bench/.venv/bin/python bench/run.py --rows $(BENCH_ROWS) --reps $(REPS) $(BENCH_ARGS)
+	bench/.venv/bin/python bench/render.py
