@@ -1,10 +1,10 @@
 """Many clusters: a canary first, then the others; a failure on the canary stops the fleet."""
 import uuid
 
-import psycopg2
 import pytest
 from psycopg2 import sql
 
+from conftest import Database
 from helpers.playbooks import SIX, playbook
 
 INVENTORY = """
@@ -39,15 +39,8 @@ def two_clusters(db, tmp_path):
 
 
 def in_cluster(db, name, statement, args=None):
-    """Run one statement in the database ``name``; its rows."""
-    conn = psycopg2.connect(db.server.dsn(name))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
+    """Run one statement in the database ``name`` of the test server; its rows."""
+    return Database(db.server, name).query(statement, args)
 
 
 def indexes_in(db, name):
