@@ -133,8 +133,7 @@ def make_plan(spec, state, seen, options):
             parent = by_oid.get(part.info['parent_oid'])
             return (spec.schema, spec.name) if parent is None else (parent.info['schema'], parent.index_name)
         return planner.plan_partitioned(spec, seen.index, seen.desired_definition, seen.partitions, parent_index_of,
-                                        on_drift=options['on_drift'], on_invalid=options['on_invalid'],
-                                        quoted_name=seen.quoted_name)
+                                        on_drift=options['on_drift'], on_invalid=options['on_invalid'])
     return planner.plan_present(spec, seen.index, seen.desired_definition, seen.builds,
                                 on_drift=options['on_drift'], on_invalid=options['on_invalid'],
                                 replacement=seen.replacement, replacement_builds=seen.replacement_builds,

@@ -208,7 +208,7 @@ class PartitionState(object):
 
 
 def plan_partitioned(spec, observed, desired_definition, parts, parent_index_of, on_drift='fail',
-                     on_invalid='rebuild', quoted_name=None):
+                     on_invalid='rebuild'):
     """Plan for state=present on a partitioned table, where CREATE INDEX CONCURRENTLY is refused.
 
     The safe way: ``CREATE INDEX ... ON ONLY parent`` (an empty, INVALID parent index, instant), then
