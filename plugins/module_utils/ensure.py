@@ -12,17 +12,18 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog, plan as planner
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import PgIndexError, SpecError
+from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog, plan as planner, results
+from ansible_collections.chefcloud.pgindex.plugins.module_utils import session as session_utils
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import IndexFailed, PgIndexError, SpecError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.execute import (
-    PlanExecutor, RetryPolicy, apply_session_settings, duration_seconds, timed)
+    PlanExecutor, RetryPolicy, duration_seconds)
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import (
     normalized_definition, partition_index_name, replacement_name)
 
-MIN_SERVER_VERSION = 130000
-# PostgreSQL 14.0 to 14.3 could build concurrent indexes that miss rows (fixed in 14.4, whose
-# release notes ask to rebuild such indexes).
-BROKEN_CONCURRENT_BUILDS = (140000, 140004)
+# The refusals live in session.py; these names stay for the modules that read them.
+MIN_SERVER_VERSION = session_utils.MIN_SERVER_VERSION
+BROKEN_CONCURRENT_BUILDS = session_utils.BROKEN_CONCURRENT_BUILDS
 NULLS_NOT_DISTINCT_SINCE = 150000
 TRANSACTION_TIMEOUT_SINCE = 170000
 
@@ -47,38 +48,12 @@ class Observation(object):
         self.partitions = list(partitions)              # plan.PartitionState, for a partitioned table
 
 
-def _version_text(version):
-    return '%d.%d' % (version // 10000, version % 10000)
-
-
-def check_server(conn):
-    """Refuse servers this collection does not support, and standbys."""
-    version = catalog.server_version_num(conn)
-    if version < MIN_SERVER_VERSION:
-        raise SpecError('PostgreSQL %s is not supported: chefcloud.pgindex needs PostgreSQL 13 or newer'
-                        % _version_text(version))
-    if catalog.in_recovery(conn):
-        raise SpecError('the server is a standby (in recovery): indexes cannot be built or dropped there. '
-                        'Run against the primary; the change replicates to the standbys.')
-
-
 def check_spec_supported(conn, spec):
     """Refuse definitions the server cannot build, before anything runs."""
     version = catalog.server_version_num(conn)
     if spec.nulls_not_distinct and version < NULLS_NOT_DISTINCT_SINCE:
         raise SpecError('index %s: nulls_not_distinct needs PostgreSQL 15 or newer; this server is %s'
-                        % (spec.qualified_name, _version_text(version)))
-
-
-def check_concurrent_builds_are_safe(conn, plan):
-    """Refuse to build concurrently on the releases whose concurrent builds could miss rows."""
-    version = catalog.server_version_num(conn)
-    low, high = BROKEN_CONCURRENT_BUILDS
-    if low <= version < high and any(step.cleanup is not None for step in plan.steps):
-        raise SpecError(
-            'refusing to build concurrently on PostgreSQL %s: CREATE INDEX CONCURRENTLY and REINDEX CONCURRENTLY '
-            'on 14.0 to 14.3 could miss rows, corrupting the index (fixed in 14.4). Upgrade to the latest 14.x '
-            'minor release first, then rebuild any index built concurrently on this server.' % _version_text(version))
+                        % (spec.qualified_name, session_utils.version_text(version)))
 
 
 def _builds(conn, index):
@@ -108,6 +83,10 @@ def observe(conn, spec, state, lock_timeout='5s'):
         table = catalog.get_table(conn, spec.schema, spec.table)
         if table is None and state == 'present':
             raise SpecError('table %s does not exist (index %s cannot be built on it)'
+                            % (spec.qualified_table, spec.qualified_name))
+        if table is None:
+            raise SpecError('table %s does not exist (index %s is to be dropped from it): check the table of this '
+                            'entry in the change set; a misspelled table is not proof that the index is gone'
                             % (spec.qualified_table, spec.qualified_name))
     index = catalog.get_index(conn, spec.schema, spec.name)
     seen = Observation(table, index, _builds(conn, index), None)
@@ -163,62 +142,165 @@ def _diff(spec, plan):
 
 
 def ensure_index(connect, spec, state, settings, check_mode=False, options=None):
-    """Bring one index to ``state``; return the module result.
+    """Bring one index to ``state``; return its result (results.RESULT_KEYS and more).
 
-    ``settings`` are session settings for the build (statement_timeout, maintenance_work_mem...);
-    ``options`` the policies (DEFAULT_OPTIONS). In check mode nothing but reads and a rolled-back
-    normalization probe is sent.
+    ``connect`` is a zero-argument connection factory; everything runs in one Session, closed at the
+    end whatever happens. ``settings`` are session settings for the build (statement_timeout,
+    maintenance_work_mem...); ``options`` the policies (DEFAULT_OPTIONS). In check mode nothing but
+    reads and a rolled-back normalization probe is sent.
+
+    Any failure raises a PgIndexError whose ``details`` are a complete failed result: the SQL executed
+    so far, the leftovers cleaned up, and every INVALID index left behind (re-observed from a new
+    session) with the statement that drops it.
     """
     opts = dict(DEFAULT_OPTIONS)
     opts.update(dict((k, v) for k, v in (options or {}).items() if v is not None))
-    if state == 'present':
-        spec.require_definition()
-    conn = connect()
-    check_server(conn)
-    check_spec_supported(conn, spec)
-    # Lock waits are bounded by the watchdog (execute.py), which keeps the table-lock wait and the
-    # wait for older transactions apart; the server-side lock_timeout stays off for the build.
-    policy = RetryPolicy(lock_timeout=duration_seconds(conn, 'lock_timeout', opts['lock_timeout']),
-                         snapshot_wait_timeout=duration_seconds(conn, 'snapshot_wait_timeout',
-                                                                opts['snapshot_wait_timeout']),
-                         retries=opts['retries'], retry_delay=opts['retry_delay'])
-    session_settings = dict(settings, lock_timeout='0', standard_conforming_strings='on')
-    if catalog.server_version_num(conn) >= TRANSACTION_TIMEOUT_SINCE:
-        # A role or database transaction_timeout would cancel a long build like statement_timeout would.
-        session_settings['transaction_timeout'] = '0'
-    apply_session_settings(conn, session_settings)
+    result = results.index_result(spec.name, spec.schema, spec.table)
+    work = _IndexWork(connect, spec, state, settings, check_mode, opts, result)
+    start = time.monotonic()
+    try:
+        return work.run()
+    except Exception as exc:  # every failure becomes one complete failed result
+        raise work.failure(exc, round(time.monotonic() - start, 3))
 
-    def reconnect():
-        """A new session with the same settings (after the build's own session was terminated)."""
-        fresh = connect()
-        apply_session_settings(fresh, session_settings)
-        return fresh
-    probe_lock_timeout = '%dms' % max(1, int(policy.lock_timeout * 1000)) if policy.lock_timeout else '0'
-    seen = observe(conn, spec, state, probe_lock_timeout)
-    seen = wait_for_other_builds(conn, spec, state, seen, opts, probe_lock_timeout)
-    plan = make_plan(spec, state, seen, opts)
-    check_concurrent_builds_are_safe(conn, plan)
-    result = dict(
-        changed=plan.changes, action=plan.action, name=spec.name, schema=spec.schema,
-        table=spec.table or (seen.index.table if seen.index else None),
-        queries=[step.statement.as_string(conn) for step in plan.steps],
-        diff=_diff(spec, plan), warnings=plan.warnings, duration_s=0.0, attempts=0, blockers=[], cleaned_up=[],
-        partitions=plan.partitions,
-    )
-    if plan.changes and not check_mode:
-        executor = PlanExecutor(conn, reconnect, spec, policy)
-        try:
-            result['queries'], result['duration_s'] = timed(executor.run, plan)
-        finally:
-            executor.close()
-        conn = executor.conn
-        result.update(attempts=executor.attempts, blockers=executor.blockers, cleaned_up=executor.cleaned_up)
-    if check_mode and plan.changes:
-        # Nothing was done: report the planned definition, not the catalog.
-        result.update(valid=None, definition=plan.after, size_bytes=None)
-        return result
-    after = catalog.get_index(conn, spec.schema, spec.name)
-    result.update(valid=after.valid if after else None,
-                  definition=after.definition if after else None,
-                  size_bytes=after.size_bytes if after else None)
-    return result
+
+class _IndexWork(object):
+    """One index's observe -> plan -> execute, remembering enough to report a failure truthfully."""
+
+    def __init__(self, connect, spec, state, settings, check_mode, opts, result):
+        self.connect = connect
+        self.spec = spec
+        self.state = state
+        self.settings = settings
+        self.check_mode = check_mode
+        self.opts = opts
+        self.result = result
+        self.plan = None
+        self.executor = None
+
+    def run(self):
+        spec, state, opts, result = self.spec, self.state, self.opts, self.result
+        if state == 'present':
+            spec.require_definition()
+        with session_utils.Session(connect=self.connect) as session:
+            conn = session.conn
+            session_settings = dict(self.settings, lock_timeout='0', standard_conforming_strings='on')
+            if session.version >= TRANSACTION_TIMEOUT_SINCE:
+                # A role or database transaction_timeout would cancel a long build like statement_timeout would.
+                session_settings['transaction_timeout'] = '0'
+            session.configure(**session_settings)
+            session.refuse_unsupported_server()
+            check_spec_supported(conn, spec)
+            # Lock waits are bounded by the watchdog (execute.py), which keeps the table-lock wait and the
+            # wait for older transactions apart; the server-side lock_timeout stays off for the build.
+            policy = RetryPolicy(lock_timeout=duration_seconds(conn, 'lock_timeout', opts['lock_timeout']),
+                                 snapshot_wait_timeout=duration_seconds(conn, 'snapshot_wait_timeout',
+                                                                        opts['snapshot_wait_timeout']),
+                                 retries=opts['retries'], retry_delay=opts['retry_delay'])
+            probe_lock_timeout = '%dms' % max(1, int(policy.lock_timeout * 1000)) if policy.lock_timeout else '0'
+            seen = observe(conn, spec, state, probe_lock_timeout)
+            seen = wait_for_other_builds(conn, spec, state, seen, opts, probe_lock_timeout)
+            plan = self.plan = make_plan(spec, state, seen, opts)
+            if any(step.cleanup is not None for step in plan.steps):
+                session.refuse_broken_concurrent_builds()
+            result.update(
+                changed=plan.changes, action=plan.action,
+                table=spec.table or (seen.index.table if seen.index else None),
+                queries=[step.statement.as_string(conn) for step in plan.steps],
+                diff=_diff(spec, plan), warnings=plan.warnings, partitions=plan.partitions,
+                msg='%s: %s' % (spec.qualified_name, plan.action),
+            )
+            if plan.changes and not self.check_mode:
+                executor = self.executor = PlanExecutor(session, spec, policy)
+                start = time.monotonic()
+                executor.run(plan)
+                result.update(queries=list(executor.executed), duration_s=round(time.monotonic() - start, 3),
+                              attempts=executor.attempts, blockers=list(executor.blockers),
+                              cleaned_up=list(executor.cleaned_up))
+                conn = session.conn
+            if self.check_mode and plan.changes:
+                # Nothing was done: report the planned definition, not the catalog.
+                result.update(valid=None, definition=plan.after, size_bytes=None)
+                return result
+            after = catalog.get_index(conn, spec.schema, spec.name)
+            result.update(valid=after.valid if after else None,
+                          definition=after.definition if after else None,
+                          size_bytes=after.size_bytes if after else None)
+            return result
+
+    def failure(self, exc, duration):
+        """A PgIndexError whose details are the complete failed result for ``exc``."""
+        result = dict(self.result)
+        result.pop('diff', None)
+        details = dict(exc.details) if isinstance(exc, PgIndexError) else {}
+        details.pop('msg', None)
+        result.update(details)
+        executor = self.executor
+        if executor is not None:
+            result.update(queries=list(executor.executed), attempts=executor.attempts,
+                          blockers=list(executor.blockers), cleaned_up=list(executor.cleaned_up))
+            result['changed'] = bool(executor.executed)
+        elif not isinstance(exc, PgIndexError) or 'queries' not in details:
+            result['queries'] = []
+        msg = exc.msg if isinstance(exc, PgIndexError) else (
+            '%s: %s' % (self.spec.qualified_name, session_utils.one_line_error(exc)))
+        leftovers = self.leftovers(exc)
+        described = results.describe_leftovers(leftovers)
+        if described:
+            msg = '%s %s.' % (msg.rstrip('.') + '.', described)
+        # A failed index did not reach its planned action: keep the plan's as planned_action.
+        result.update(planned_action=result.get('action'), action=None)
+        result.update(failed=True, msg=msg, error=result.get('error') or session_utils.one_line_error(exc),
+                      duration_s=duration, leftovers=leftovers)
+        details = results.complete(result)
+        details.pop('msg')
+        # The same class for an expected failure (BuildError, DriftError...), IndexFailed for any other.
+        failure = (exc.__class__ if isinstance(exc, PgIndexError) else IndexFailed)(msg, **details)
+        failure.cause = exc
+        return failure
+
+    def candidates(self):
+        """(schema, name) of every index a step of the plan builds concurrently (may leave INVALID)."""
+        if self.plan is None or self.executor is None:
+            return []
+        return [step.index for step in self.plan.steps if step.cleanup is not None and step.index]
+
+    def leftovers(self, exc):
+        """The INVALID indexes this failure left behind, re-observed from a new session.
+
+        After a lost connection (a server restart) the server is given a few seconds to come back;
+        an index that cannot be re-checked is still named (``observed: False``).
+        """
+        candidates = self.candidates()
+        if not candidates:
+            return []
+        lost = isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) or (
+            isinstance(exc, PgIndexError) and 'terminated or its connection lost' in exc.msg)
+        deadline = time.monotonic() + (LEFTOVER_RECONNECT_S if lost else 0)
+        while True:
+            try:
+                with session_utils.Session(connect=self.connect) as fresh:
+                    found = []
+                    for schema, name in candidates:
+                        index = catalog.get_index(fresh.conn, schema, name)
+                        if index is not None and not index.valid and not catalog.builds_in_progress(fresh.conn, index.oid):
+                            found.append(results.leftover(schema, name))
+                    return found
+            except Exception:  # the server is still down, or the check itself failed
+                if time.monotonic() >= deadline:
+                    cleaned = set(self.executor.cleaned_up)
+                    return [results.leftover(schema, name, observed=False) for schema, name in candidates
+                            if '%s.%s' % (schema, name) not in cleaned and self._was_started(schema, name)]
+                time.sleep(0.5)
+
+    def _was_started(self, schema, name):
+        """Whether a build of schema.name was sent (a step not reached cannot have left anything)."""
+        for step in self.plan.steps:
+            if step.index == (schema, name):
+                return step in self.executor.started
+        return False
+
+
+# Seconds a failure after a lost connection waits for the server to accept connections again, to
+# re-observe the INVALID indexes it may have left.
+LEFTOVER_RECONNECT_S = 20

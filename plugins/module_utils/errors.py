@@ -39,3 +39,8 @@ class BuildError(PgIndexError):
 
 class VerifyError(PgIndexError):
     """An index failed verification: missing, INVALID, drifted, not used by its query..."""
+
+
+class IndexFailed(PgIndexError):
+    """An unexpected exception (a psycopg2 error, a RuntimeError...) while an index was worked on,
+    turned into a failed result; ``cause`` is the original exception."""

@@ -18,7 +18,8 @@ import time
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2, sql
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import BuildError, SpecError
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import BuildError, PgIndexError, SpecError
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.session import Session, server_message
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.watchdog import (
     LOCK, SNAPSHOT, Watchdog, describe_blockers)
 
@@ -28,26 +29,13 @@ MAX_RETRY_DELAY = 60.0
 
 
 def one_line(exc):
-    """A psycopg2 error as one line: the server's message, detail and hint."""
-    diag = getattr(exc, 'diag', None)
-    parts = [getattr(diag, 'message_primary', None) or str(exc)]
-    for label, attr in (('DETAIL', 'message_detail'), ('HINT', 'message_hint')):
-        value = getattr(diag, attr, None)
-        if value:
-            parts.append('%s: %s' % (label, value))
-    return ' '.join(' '.join(parts).split())
+    """A psycopg2 error as one line: the server's message, detail and hint (session.server_message)."""
+    return server_message(exc)
 
 
 def apply_session_settings(conn, settings):
     """SET each name=value for the session (values are validated by the server)."""
-    with conn.cursor() as cur:
-        for name, value in settings.items():
-            if value is None:
-                continue
-            try:
-                cur.execute('SELECT set_config(%s, %s, false)', (name, str(value)))
-            except psycopg2.Error as exc:
-                raise SpecError('invalid value %r for %s: %s' % (value, name, one_line(exc)))
+    Session.apply(conn, settings)
 
 
 def duration_seconds(conn, name, value):
@@ -87,22 +75,33 @@ class RetryPolicy(object):
 
 
 class PlanExecutor(object):
-    """Executes a plan's steps in order.
+    """Executes a plan's steps in order, in a session.Session.
 
-    ``connect`` returns a fresh connection: for the watchdog, and to clean up when the build's own
-    connection was lost (pg_terminate_backend, network cut).
+    The session's main connection runs the statements; the session opens the watchdog's connection,
+    and a new main connection when the build's own was lost (pg_terminate_backend, network cut), all
+    closed with the session.
     """
 
-    def __init__(self, conn, connect, spec, policy=None):
-        self.conn = conn
-        self.connect = connect
+    def __init__(self, session, spec, policy=None):
+        self.session = session
         self.spec = spec
         self.policy = policy or RetryPolicy()
         self.executed = []
+        self.started = []
         self.cleaned_up = []
         self.blockers = []
         self.attempts = 0
         self._watch_conn = None
+
+    @property
+    def conn(self):
+        return self.session.conn
+
+    def _connection(self):
+        """The session's main connection, reopened if it was lost."""
+        if self.session.conn is None or self.session.conn.closed:
+            self.session.reconnect()
+        return self.session.conn
 
     def run(self, plan):
         for step in plan.steps:
@@ -111,7 +110,7 @@ class PlanExecutor(object):
 
     def _watchdog(self):
         if self._watch_conn is None or self._watch_conn.closed:
-            self._watch_conn = self.connect()
+            self._watch_conn = self.session.open()
         return Watchdog(self._watch_conn, self.conn.get_backend_pid(), self.policy.lock_timeout,
                         self.policy.snapshot_wait_timeout)
 
@@ -120,12 +119,13 @@ class PlanExecutor(object):
         while True:
             attempt += 1
             self.attempts += 1
-            if self.conn.closed:
-                self.conn = self.connect()
-            text = step.statement.as_string(self.conn)
+            conn = self._connection()
+            text = step.statement.as_string(conn)
             watchdog = self._watchdog()
+            if step not in self.started:
+                self.started.append(step)
             try:
-                with watchdog, self.conn.cursor() as cur:
+                with watchdog, conn.cursor() as cur:
                     cur.execute(step.statement)
                 self.executed.append(text)
                 return
@@ -141,6 +141,7 @@ class PlanExecutor(object):
                 failure += ' Gave up after %d attempts.' % attempt
             raise BuildError(
                 failure + cleanup_note, sqlstate=exc.pgcode, failed_query=text, wait=watchdog.reason,
+                error='%s: %s' % (exc.__class__.__name__, server_message(exc)),
                 queries=list(self.executed), changed=bool(self.executed), cleaned_up=list(self.cleaned_up),
                 blockers=list(self.blockers), attempts=self.attempts)
 
@@ -175,14 +176,14 @@ class PlanExecutor(object):
             sql.SQL('WHERE ') + sql.SQL(' AND ').join(conditions) if conditions else sql.SQL(''),
             sql.SQL(', ').join(keys))
         try:
-            conn = self.conn if not self.conn.closed else self.connect()
+            conn = self._connection()
             with conn.cursor() as cur:
                 cur.execute('BEGIN READ ONLY')
                 cur.execute("SELECT set_config('statement_timeout', '60s', true)")
                 cur.execute(query)
                 count = cur.fetchone()[0]
                 cur.execute('ROLLBACK')
-        except psycopg2.Error:
+        except (psycopg2.Error, PgIndexError):
             return ''
         return ' The table has %d group(s) of rows with duplicate keys; remove them or drop unique.' % count
 
@@ -191,9 +192,7 @@ class PlanExecutor(object):
         schema, name = step.index
         qualified = '%s.%s' % (schema, name)
         try:
-            if self.conn.closed:
-                self.conn = self.connect()
-            conn = self.conn
+            conn = self._connection()
             leftover = catalog.get_index(conn, schema, name)
             if leftover is None or leftover.valid or catalog.builds_in_progress(conn, leftover.oid):
                 return ''
@@ -208,13 +207,9 @@ class PlanExecutor(object):
             self.executed.append(statement.as_string(conn))
             self.cleaned_up.append(qualified)
             return ' The INVALID index %s the failed build left behind was dropped (DROP INDEX CONCURRENTLY).' % qualified
-        except (psycopg2.Error, SpecError) as exc:
+        except (psycopg2.Error, PgIndexError) as exc:
             return (' The failed build may have left an INVALID index %s that could not be dropped (%s): '
                     'drop it with DROP INDEX CONCURRENTLY before retrying.' % (qualified, one_line(exc)))
-
-    def close(self):
-        if self._watch_conn is not None and not self._watch_conn.closed:
-            self._watch_conn.close()
 
 
 def timed(func, *args, **kwargs):

@@ -7,18 +7,20 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import itertools
 import time
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.chefcloud.pgindex.plugins.module_utils import schedule
+from ansible_collections.chefcloud.pgindex.plugins.module_utils import results, schedule
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.ensure import ensure_index
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import PgIndexError, SpecError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_options import (
     INDEX_ARGUMENT_SPEC, INDEX_REQUIRED_IF, split_params)
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import IndexSpec
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.session import Session, one_line_error
 
-NOT_STARTED = 'not started'
+NOT_STARTED = results.NOT_STARTED
 
 
 def index_params(item, defaults):
@@ -40,13 +42,17 @@ def index_params(item, defaults):
 def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True, check_mode=False):
     """Bring every index of ``items`` to its state; return (results in change-set order, seconds).
 
-    A failed index gives a result with ``failed``, ``msg`` and the failure details; with
-    ``stop_on_failure`` no index starts after a failure and those left get the action ``not started``.
+    Every result has the shape of results.RESULT_KEYS, failed ones too: any exception while an index
+    is worked on (a PgIndexError, a psycopg2 error, a RuntimeError...) is that index's failed result;
+    with ``stop_on_failure`` no index starts after a failure and those left get the action
+    ``not started``. ``outcome(results)`` gives the set's top-level failed/msg/leftovers.
     """
     params = [index_params(item, defaults) for item in items]
     names = [p['name'] for p in params]
     if len(set(names)) != len(names):
         raise SpecError('indexes lists an index twice: %s' % ', '.join(sorted(n for n in set(names) if names.count(n) > 1)))
+
+    order = itertools.count(1)
 
     def work(p):
         try:
@@ -54,22 +60,41 @@ def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True
             result = ensure_index(connect, IndexSpec.from_params(p), p['state'], settings,
                                   check_mode=check_mode, options=options)
             result['failed'] = False
-        except PgIndexError as exc:
-            result = dict(exc.details, name=p['name'], schema=p['schema'], table=p.get('table'), failed=True,
-                          msg=exc.msg, action=None)
-            result.setdefault('changed', False)
-        return result
+            return results.complete(result)
+        except Exception as exc:  # any exception is this index's failed result, never a lost lane
+            return failed_result(p, exc, next(order))
 
     if parallelism <= 0:
-        conn = connect()
-        parallelism = schedule.default_parallelism(conn.server_version)
+        with Session(connect=connect) as session:
+            parallelism = schedule.default_parallelism(session.version)
     start = time.monotonic()
-    by_lane = schedule.run_lanes(schedule.lanes(params), parallelism, work, stop_on_failure)
+    by_lane = schedule.run_lanes(schedule.lanes(params), parallelism, work, stop_on_failure,
+                                 on_exception=lambda p, exc: failed_result(p, exc, next(order)))
     duration = round(time.monotonic() - start, 3)
     done = {}
     for lane, lane_results in zip(schedule.lanes(params), by_lane):
         for p, result in zip(lane, lane_results):
-            done[p['name']] = result if result is not None else dict(
-                name=p['name'], schema=p['schema'], table=p.get('table'), failed=False, changed=False,
-                action=NOT_STARTED, msg='not started: an earlier build failed (on_error=stop)')
+            done[p['name']] = result if result is not None else results.not_started(
+                p['name'], p['schema'], p.get('table'), 'an earlier build failed (on_error=stop)')
     return [done[name] for name in names], duration, parallelism
+
+
+def failed_result(p, exc, order=0):
+    """The complete failed result of index ``p`` for any exception (a PgIndexError's details kept)."""
+    details = dict(exc.details) if isinstance(exc, PgIndexError) else {}
+    details.pop('msg', None)
+    msg = exc.msg if isinstance(exc, PgIndexError) else '%s.%s: %s' % (p['schema'], p['name'], one_line_error(exc))
+    result = results.complete(dict(details, name=p['name'], schema=p['schema'], table=p.get('table') or details.get('table'),
+                                   failed=True, msg=msg))
+    result['error'] = result['error'] or one_line_error(getattr(exc, 'cause', None) or exc)
+    result['_order'] = order
+    return result
+
+
+def outcome(index_results, check_mode=False):
+    """pg_index_set's top-level ``failed``, ``msg`` (the first real cause) and ``leftovers``; the
+    results lose their private ordering key."""
+    summary = results.set_outcome(index_results, check_mode=check_mode)
+    for result in index_results:
+        result.pop('_order', None)
+    return summary

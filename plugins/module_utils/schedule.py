@@ -36,16 +36,29 @@ def lanes(indexes, default_schema='public'):
     return [by_table[key] for key in order]
 
 
-def run_lanes(all_lanes, parallelism, work, stop_on_failure=True):
+def run_lanes(all_lanes, parallelism, work, stop_on_failure=True, on_exception=None):
     """Run ``work(index)`` over every lane, ``parallelism`` lanes at a time, in worker threads.
 
-    ``work`` returns a result dict with ``failed``. With ``stop_on_failure`` no index starts after a
-    failure (running ones finish); those left get ``None``. Returns the results in lane order.
+    ``work`` returns a result dict with ``failed``. An exception ``work`` raises is never lost: it
+    becomes ``on_exception(index, exc)`` (default: a minimal failed result naming the exception) and
+    counts as a failure. With ``stop_on_failure`` no index starts after a failure (running ones
+    finish); those left get ``None``. Returns the results in lane order.
     """
     results = [[None] * len(lane) for lane in all_lanes]
     pending = list(range(len(all_lanes)))
     lock = threading.Lock()
     stop = threading.Event()
+    if on_exception is None:
+        on_exception = exception_result
+
+    def run_one(index):
+        try:
+            return work(index)
+        except BaseException as exc:  # noqa: B902 - a lane never dies silently, whatever ``work`` raises
+            try:
+                return on_exception(index, exc)
+            except Exception as again:
+                return exception_result(index, again)
 
     def worker():
         while True:
@@ -56,7 +69,7 @@ def run_lanes(all_lanes, parallelism, work, stop_on_failure=True):
             for position, index in enumerate(all_lanes[lane_number]):
                 if stop.is_set():
                     return
-                result = work(index)
+                result = run_one(index)
                 results[lane_number][position] = result
                 if result.get('failed') and stop_on_failure:
                     stop.set()
@@ -69,3 +82,10 @@ def run_lanes(all_lanes, parallelism, work, stop_on_failure=True):
     for thread in threads:
         thread.join()
     return results
+
+
+def exception_result(index, exc):
+    """A failed result for an exception nothing else turned into one."""
+    text = '%s: %s' % (exc.__class__.__name__, ' '.join(str(exc).split()))
+    name = index.get('name') if isinstance(index, dict) else index
+    return dict(name=name, failed=True, changed=False, msg=text, error=text)

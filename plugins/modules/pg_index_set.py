@@ -92,12 +92,50 @@ indexes:
     msg:
       description: Why it failed, or why it was not started.
       type: str
+    error:
+      description: The failure as one line C(ExceptionClass - message), or null.
+      type: str
+    duration_s:
+      description: Seconds the statements took (failed builds included).
+      type: float
+    queries:
+      description: The SQL executed, in order (planned, in check mode), failed statements and cleanups included.
+      type: list
+      elements: str
+    cleaned_up:
+      description: INVALID indexes left by a failed attempt that were dropped.
+      type: list
+      elements: str
+    leftovers:
+      description: INVALID indexes left behind, each with the exact C(DROP INDEX CONCURRENTLY) to run.
+      type: list
+      elements: dict
+    attempts:
+      description: Statements attempted, retries included.
+      type: int
+    blockers:
+      description: Sessions seen blocking the build.
+      type: list
+      elements: dict
   sample: [{name: idx_fr_overview_org_period, action: created, valid: true, failed: false, duration_s: 1.9}]
 parallelism:
   description: The parallelism used.
   returned: always
   type: int
   sample: 2
+leftovers:
+  description:
+    - Every INVALID index left behind (a server restart mid-build, a cleanup that failed itself), with the
+      exact statement that drops it; the next run rebuilds them. Also named in O(msg).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{index: idx_payments_org_status_created, schema: public, observed: true,
+            drop_sql: 'DROP INDEX CONCURRENTLY IF EXISTS "public"."idx_payments_org_status_created";'}]
+msg:
+  description: On failure the first real cause (the first index that failed and why), then every leftover.
+  returned: always
+  type: str
 duration_s:
   description: Seconds from the start of the first index to the end of the last.
   returned: always
@@ -106,7 +144,7 @@ duration_s:
 """
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import PgIndexError
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_set import ensure_index_set
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_set import ensure_index_set, outcome
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.module import PgIndexModule
 
 ARGUMENT_SPEC = dict(
@@ -125,12 +163,13 @@ def run(module):
     for result in results:
         for warning in result.pop('warnings', []):
             module.ansible.warn(warning)
+    set_outcome = outcome(results, check_mode=module.check_mode)
     summary = dict(changed=any(r.get('changed') for r in results), indexes=results, parallelism=parallelism,
-                   duration_s=duration, diff=[r.pop('diff') for r in results if 'diff' in r])
-    failed = [r for r in results if r['failed']]
-    if failed:
-        raise PgIndexError('%d of %d index(es) failed: %s' % (len(failed), len(results), '; '.join(
-            '%s: %s' % (r['name'], r['msg']) for r in failed)), **summary)
+                   duration_s=duration, diff=[r.pop('diff') for r in results if 'diff' in r],
+                   leftovers=set_outcome['leftovers'])
+    if set_outcome['failed']:
+        raise PgIndexError(set_outcome['msg'], **summary)
+    summary['msg'] = set_outcome['msg']
     return summary
 
 

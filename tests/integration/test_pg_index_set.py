@@ -58,7 +58,9 @@ def test_stop_or_continue_after_a_failure(db):
     broken = dict(name='idx_broken', table='payments', columns=['status'], unique=True)   # duplicates: fails
     items = [broken, CHANGESET[5], CHANGESET[0]]
     failed, result = index_set(db, indexes=items, parallelism=1)
-    assert failed and result['msg'].startswith('1 of 3 index(es) failed: idx_broken: create index public.idx_broken failed')
+    assert failed and result['msg'].startswith('create index public.idx_broken failed: could not create unique index')
+    assert result['msg'].endswith('[1 of 3 index(es) failed; not started: idx_payments_org_status_created, '
+                                  'idx_fr_overview_org_period]')
     actions = {r['name']: r['action'] for r in result['indexes']}
     assert actions == {'idx_broken': None, 'idx_payments_org_status_created': 'not started',
                        'idx_fr_overview_org_period': 'not started'}
