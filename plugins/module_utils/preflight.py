@@ -299,7 +299,7 @@ class Preflight(object):
 
     def skip_reason(self, group):
         """Why a selected group of checks is not run here, or None."""
-        if self.state == 'absent' and group in ('tables', 'indexes', 'space'):
+        if self.state == 'absent' and group in ('indexes', 'space'):
             return 'not needed to drop indexes (state=absent)'
         if self.in_recovery and group in ('indexes', 'space', 'replication', 'archiving'):
             return 'the server is a standby: run the preflight against the primary'

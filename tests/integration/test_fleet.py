@@ -62,7 +62,7 @@ def test_a_failure_on_the_canary_stops_the_fleet(db, two_clusters):
     in_cluster(db, names[0], 'DROP TABLE payments')   # the canary cluster lacks a table of the change set
     rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', str(inventory), '-e', 'pgindex_verify=false')
     assert rc != 0
-    assert 'failed on cluster cluster-a' in out and 'Not started: cluster-b' in out
+    assert 'failed on cluster cluster-a' in out and 'not started: cluster-b' in out
     assert indexes_in(db, names[1]) == []     # the second cluster was never touched
 
 
