@@ -244,3 +244,43 @@ def test_two_deploys_at_once_the_second_is_refused_the_first_finishes(db, tmp_pa
     assert report(tmp_path) is not None     # the refused run wrote its report too
     assert rc_first == 0, out_first
     assert db.index('idx_fr_overview_org_period')[0] is True and db.index('idx_po_org_status_created')[0] is True
+
+
+@pytest.fixture
+def own_server():
+    """A server of this test's own (it gets restarted), with the demo schema in database restart_db."""
+    import psycopg2
+
+    import demo_data
+    from conftest import Database, admin
+    from helpers.servers import temporary_server
+    with temporary_server('restart') as server:
+        admin(server, 'CREATE DATABASE restart_db')
+        conn = psycopg2.connect(server.dsn('restart_db'))
+        demo_data.load(conn, 3000, log=lambda *a: None)
+        conn.close()
+        yield server, Database(server, 'restart_db')
+
+
+def test_server_restart_mid_build_names_the_leftover_then_the_next_run_rebuilds_it(own_server, tmp_path):
+    server, db = own_server
+    path = changeset(tmp_path, TWO % 'purchase_orders')
+    old = OldSnapshot(db)       # holds the build in its wait, after the index entered the catalog
+    run = Background(db, tmp_path, path, '-e', 'pgindex_parallelism=1', *NO_ACTIVITY_CHECKS)
+    waiting_builder(db, 'idx_fr_overview_org_period')
+    server._pg_ctl('-l', server.log_file, '-m', 'fast', '-w', '-t', '60', '-s', 'restart')
+    rc, out = run.wait()
+    old.conn.close()
+    assert rc != 0, out
+    last = cause(out)
+    drop = 'DROP INDEX CONCURRENTLY IF EXISTS "public"."idx_fr_overview_org_period";'
+    assert 'public.idx_fr_overview_org_period left INVALID: run %s' % drop in last, last
+    assert 'Traceback' not in out
+    assert invalid_indexes(db) == ['idx_fr_overview_org_period']
+    data = report(tmp_path)
+    assert data['build']['leftovers'] == [dict(index='idx_fr_overview_org_period', schema='public', drop_sql=drop,
+                                               observed=True)]
+    rc, out = deploy(db, tmp_path, path, *NO_ACTIVITY_CHECKS)
+    assert rc == 0, out
+    assert 'idx_fr_overview_org_period on public.franchise_overview: rebuilt, valid' in out
+    assert invalid_indexes(db) == [] and db.index('idx_fr_overview_org_period')[0] is True
