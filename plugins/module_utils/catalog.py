@@ -34,7 +34,11 @@ class TableInfo(object):
 class IndexState(object):
     """An existing index as the catalog shows it."""
 
-    def __init__(self, oid, schema, name, table_schema, table, valid, ready, live, definition, size_bytes):
+    def __init__(self, oid, schema, name, table_schema, table, valid, ready, live, definition, size_bytes,
+                 quoted_name=None, tablespace=None, partitioned=False):
+        self.quoted_name = quoted_name or '"%s"' % name.replace('"', '""')
+        self.tablespace = tablespace
+        self.partitioned = partitioned      # an index on a partitioned table (relkind I)
         self.oid = oid
         self.schema = schema
         self.name = name
@@ -117,11 +121,8 @@ def get_index(conn, schema, name):
         raise SpecError('%s.%s already exists and is a %s, not an index; choose another index name'
                         % (schema, name, RELKIND_NAMES.get(relkind, 'relation of kind %r' % relkind)))
     # An index always lives in the schema of its table.
-    state = IndexState(oid, schema, name, schema, table, valid, ready, live, definition, size_bytes)
-    state.quoted_name = quoted_name
-    state.tablespace = tablespace
-    state.partitioned = relkind == 'I'
-    return state
+    return IndexState(oid, schema, name, schema, table, valid, ready, live, definition, size_bytes,
+                      quoted_name=quoted_name, tablespace=tablespace, partitioned=relkind == 'I')
 
 
 def quote_ident(conn, name):
