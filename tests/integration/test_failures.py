@@ -284,3 +284,24 @@ def test_server_restart_mid_build_names_the_leftover_then_the_next_run_rebuilds_
     assert rc == 0, out
     assert 'idx_fr_overview_org_period on public.franchise_overview: rebuilt, valid' in out
     assert invalid_indexes(db) == [] and db.index('idx_fr_overview_org_period')[0] is True
+
+
+def test_dry_run_fails_like_the_real_run_while_another_session_builds_the_index(db, tmp_path):
+    from helpers.sessions import BackgroundStatement
+    path = changeset(tmp_path, TWO % 'purchase_orders')
+    old = OldSnapshot(db)
+    other = BackgroundStatement(db, 'CREATE INDEX CONCURRENTLY idx_po_org_status_created ON purchase_orders'
+                                    ' (org_id, status, created_at)')
+    try:
+        wait_until(db, "SELECT EXISTS (SELECT 1 FROM pg_stat_progress_create_index WHERE pid = %s)", (other.pid,))
+        rc_check, out_check = deploy(db, tmp_path, path, '--check')
+        rc_real, out_real = deploy(db, tmp_path, path)
+    finally:
+        old.end()
+        other.join()
+    assert rc_check != 0 and rc_real != 0, out_check
+    dry = cause(out_check)
+    assert 'index_builds' in dry and str(other.pid) in dry, dry
+    seconds = re.compile(r'\d+(\.\d+)? ?s\b')     # how long the other build has run differs, nothing else
+    assert seconds.sub('N s', cause(out_real)) == seconds.sub('N s', dry)
+    assert db.index('idx_fr_overview_org_period') is None
