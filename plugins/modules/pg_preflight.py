@@ -61,8 +61,9 @@ options:
   state:
     description:
       - What will follow the preflight - V(present) (build the indexes) or V(absent) (drop them).
-      - With V(absent) the C(tables), C(indexes) and C(space) checks are not needed and not run, C(CREATE) on the
-        schema is not required, and a 14.0 to 14.3 server is only a warning.
+      - With V(absent) the C(indexes) and C(space) checks are not needed and not run, C(CREATE) on the
+        schema is not required, and a 14.0 to 14.3 server is only a warning. C(tables) still runs - a
+        misspelled table is an error, not proof that the index is gone.
     type: str
     choices: [present, absent]
     default: present
