@@ -15,7 +15,8 @@ author:
 description:
   - Turns the result of M(chefcloud.pgindex.pg_index_set) into the lines the role prints after the build - a title,
     then per index its outcome (action, validity, size, seconds, or C(FAILED) with the reason) and the SQL it ran
-    (or would run, in check mode), then every INVALID index left behind with the statement that drops it.
+    (or would run, in check mode; for a failed index the statements it sent, cleanups included), then every INVALID
+    index left behind with the statement that drops it.
   - An undefined or empty result (the build never started, or its job died) gives a line that says so.
 options:
   _input:

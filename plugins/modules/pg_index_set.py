@@ -126,7 +126,7 @@ parallelism:
 leftovers:
   description:
     - Every INVALID index left behind (a server restart mid-build, a cleanup that failed itself), with the
-      exact statement that drops it; the next run rebuilds them. Also named in O(msg).
+      exact statement that drops it; the next run rebuilds them. Also named in RV(msg).
   returned: always
   type: list
   elements: dict

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from helpers.playbooks import SIX, playbook, recap
+from helpers.playbooks import playbook
 
 
 def changeset(tmp_path, indexes, name='ft'):

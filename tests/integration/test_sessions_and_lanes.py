@@ -42,7 +42,7 @@ def test_no_idle_session_is_left_per_finished_index(db):
         lock.rollback()
         lock.close()
     thread.join(120)
-    results, _, _ = done['result']
+    results = done['result'][0]
     assert [r['action'] for r in results] == ['created', 'created', 'created']
     # the build's own session and its watchdog's; none left by the two indexes already built
     assert len(during) == 2, during
@@ -58,7 +58,7 @@ def test_a_lane_whose_connect_raises_fails_the_set(db):
         if len(calls) > 2:
             raise RuntimeError('connect exploded')
         return real()
-    results, _, _ = ensure_index_set(connect, THREE, {'schema': 'public', 'state': 'present'}, 1)
+    results = ensure_index_set(connect, THREE, {'schema': 'public', 'state': 'present'}, 1)[0]
     summary = outcome(results)
     failed = [r for r in results if r['failed']]
     assert summary['failed'] is True and len(failed) == 1
