@@ -24,6 +24,12 @@ def sessions_of(db, app=APP):
     return db.query('SELECT state, query FROM pg_stat_activity WHERE application_name = %s ORDER BY pid', (app,))
 
 
+def no_sessions_left(db, app=APP):
+    """True once no backend of ``app`` is left (a closed connection's backend exits just after the close)."""
+    wait_until(db, 'SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = %s)', (app,))
+    return True
+
+
 def test_no_idle_session_is_left_per_finished_index(db):
     lock = db.connect(application_name='nightly-report')
     lock.autocommit = False
@@ -46,7 +52,7 @@ def test_no_idle_session_is_left_per_finished_index(db):
     assert [r['action'] for r in results] == ['created', 'created', 'created']
     # the build's own session and its watchdog's; none left by the two indexes already built
     assert len(during) == 2, during
-    assert sessions_of(db) == []
+    assert no_sessions_left(db)
 
 
 def test_a_lane_whose_connect_raises_fails_the_set(db):
@@ -65,7 +71,7 @@ def test_a_lane_whose_connect_raises_fails_the_set(db):
     assert failed[0]['error'] == 'RuntimeError: connect exploded'
     assert summary['msg'].startswith('public.%s: RuntimeError: connect exploded' % failed[0]['name'])
     assert [r['action'] for r in results] == ['created', None, 'not started']
-    assert sessions_of(db) == []
+    assert no_sessions_left(db)
 
 
 def test_session_closes_everything_it_opened_even_on_error(db):
@@ -77,7 +83,7 @@ def test_session_closes_everything_it_opened_even_on_error(db):
                 assert cur.fetchone()[0] == '5s'
             assert len(sessions_of(db)) == 2
             1 / 0
-    assert session.conn.closed and extra.closed and sessions_of(db) == []
+    assert session.conn.closed and extra.closed and no_sessions_left(db)
 
 
 def test_watchdog_cancels_a_lock_wait_and_names_the_blocker(db):
