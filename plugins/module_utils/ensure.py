@@ -13,6 +13,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog, plan as planner
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.changeset import POLICY_DEFAULTS
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import PgIndexError, SpecError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.execute import (
     PlanExecutor, RetryPolicy, apply_session_settings, duration_seconds, timed)
@@ -26,10 +27,8 @@ BROKEN_CONCURRENT_BUILDS = (140000, 140004)
 NULLS_NOT_DISTINCT_SINCE = 150000
 TRANSACTION_TIMEOUT_SINCE = 170000
 
-DEFAULT_OPTIONS = dict(
-    on_drift='fail', on_invalid='rebuild', on_build_in_progress='fail', build_wait_timeout=600,
-    lock_timeout='5s', snapshot_wait_timeout='30min', retries=3, retry_delay=2.0,
-)
+# The build policies' defaults are those of the one spec of the index options (changeset.py).
+DEFAULT_OPTIONS = POLICY_DEFAULTS
 
 
 class Observation(object):

@@ -22,11 +22,12 @@ import math
 import re
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog, ensure
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.changeset import read_changeset, shared_option
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import DriftError, PgIndexError, SpecError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.execute import (
     apply_session_settings, duration_seconds, one_line)
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import IndexSpec, definition_without_name
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import definition_without_name
 
 PASS, WARN, FAIL = 'pass', 'warn', 'fail'
 SEVERITY = {PASS: 0, WARN: 1, FAIL: 2}
@@ -34,13 +35,29 @@ SEVERITY = {PASS: 0, WARN: 1, FAIL: 2}
 # Groups of checks, in the order they run (option ``checks``).
 GROUPS = ('server', 'privileges', 'tables', 'indexes', 'activity', 'space', 'replication', 'archiving')
 
-DEFAULTS = dict(
-    schema='public', state='present', checks=GROUPS, min_version='13', max_transaction_age='5min',
-    max_idle_in_transaction='1min', max_replication_lag='1GB', min_free_percent=10, free_margin_percent=20,
-    data_directory=None, tablespace_paths=None, lock_timeout='5s', on_drift='fail', on_invalid='rebuild',
+# pg_preflight's options, written once: the module takes this spec, run_preflight its defaults. The options an
+# entry of ``indexes`` also has (schema, state, lock_timeout, on_drift, on_invalid) are the index options' own
+# (changeset.shared_option), so their defaults and choices are the same everywhere.
+PREFLIGHT_ARGUMENT_SPEC = dict(
+    indexes=dict(type='list', elements='dict', default=[]),
+    schema=shared_option('schema'),
+    state=shared_option('state'),
+    checks=dict(type='list', elements='str', choices=list(GROUPS), default=list(GROUPS)),
+    min_version=dict(type='str', default='13'),
+    max_transaction_age=dict(type='str', default='5min'),
+    max_idle_in_transaction=dict(type='str', default='1min'),
+    max_replication_lag=dict(type='str', default='1GB'),
+    min_free_percent=dict(type='int', default=10),
+    free_margin_percent=dict(type='int', default=20),
+    data_directory=dict(type='str'),
+    tablespace_paths=dict(type='dict', default={}),
+    on_drift=shared_option('on_drift'),
+    on_invalid=shared_option('on_invalid'),
+    lock_timeout=shared_option('lock_timeout'),
 )
-# Build policies an entry of ``indexes`` may set for itself; the options above are their defaults.
-POLICIES = ('on_drift', 'on_invalid')
+DEFAULTS = dict((name, spec.get('default')) for name, spec in PREFLIGHT_ARGUMENT_SPEC.items() if name != 'indexes')
+# Options of the preflight that are defaults for the entries of ``indexes`` (an entry may set its own).
+ENTRY_DEFAULTS = ('schema', 'lock_timeout', 'on_drift', 'on_invalid')
 
 # Lock modes that conflict with SHARE UPDATE EXCLUSIVE, the lock CREATE/DROP INDEX CONCURRENTLY take.
 CONFLICTING_MODES = ('ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
@@ -176,46 +193,28 @@ def parse_percent(name, value, maximum=100):
 
 
 class Target(object):
-    """One index of the change set: its IndexSpec, the entry it came from, the default policies."""
+    """One index of the change set: its IndexSpec and the entry it came from (changeset.ChangeSetEntry)."""
 
-    def __init__(self, spec, item, policies=None):
-        self.spec = spec
-        self.item = item
-        self.policies = policies or {}
+    def __init__(self, entry):
+        self.entry = entry
+        self.spec = entry.spec
+        self.item = entry.item
 
     @property
     def plan_options(self):
         """The build policies pg_concurrent_index will use for this entry: its own on_drift, on_invalid...,
         else the defaults given to the preflight (the role passes pgindex_on_drift...)."""
-        options = dict(ensure.DEFAULT_OPTIONS)
-        for source in (self.policies, self.item):
-            options.update(dict((key, value) for key, value in source.items()
-                                if key in ensure.DEFAULT_OPTIONS and value is not None))
-        return options
+        return dict(self.entry.options)
 
 
-def parse_indexes(items, schema='public', state='present', policies=None):
-    """The ``indexes`` option (change set entries) -> Targets; SpecError naming the bad entry."""
-    if not isinstance(items, list):
-        raise SpecError('indexes must be a list of dicts (name, table, columns...), got %r' % (items,))
-    targets, names = [], set()
-    for position, item in enumerate(items):
-        if not isinstance(item, dict) or not item.get('name'):
-            raise SpecError('indexes[%d] must be a dict with at least name, table and columns, got %r'
-                            % (position, item))
-        params = dict(item)
-        if not params.get('schema'):
-            params['schema'] = schema
-        spec = IndexSpec.from_params(params)
-        if state == 'present':
-            spec.require_definition()
-        elif not spec.table:
-            raise SpecError('index %s: table is required (the activity checks look at its table)' % spec.name)
-        if spec.qualified_name in names:
-            raise SpecError('index %s is listed twice in indexes' % spec.qualified_name)
-        names.add(spec.qualified_name)
-        targets.append(Target(spec, params, policies))
-    return targets
+def parse_indexes(items, defaults=None, state='present'):
+    """The ``indexes`` option (change set entries, read by changeset.read_changeset) -> Targets;
+    SpecError naming the bad entry."""
+    entries = read_changeset(items, defaults, require_definition=state == 'present')
+    for entry in entries:
+        if state != 'present' and not entry.spec.table:
+            raise SpecError('index %s: table is required (the activity checks look at its table)' % entry.spec.name)
+    return [Target(entry) for entry in entries]
 
 
 # --------------------------------------------------------------------------- the run
@@ -319,7 +318,7 @@ def run_preflight(connect, indexes, options):
         raise SpecError('unknown check(s) %s; choose from %s' % (', '.join(unknown), ', '.join(GROUPS)))
     if not isinstance(opts['tablespace_paths'] or {}, dict):
         raise SpecError('tablespace_paths must be a dict of tablespace name -> path on the database host')
-    targets = parse_indexes(indexes, opts['schema'], opts['state'], dict((key, opts[key]) for key in POLICIES))
+    targets = parse_indexes(indexes, dict((key, opts[key]) for key in ENTRY_DEFAULTS + ('state',)), opts['state'])
     opts['min_version_num'] = parse_version('min_version', opts['min_version'])
     opts['max_replication_lag_bytes'] = parse_size('max_replication_lag', opts['max_replication_lag'])
     opts['min_free_percent'] = parse_percent('min_free_percent', opts['min_free_percent'], maximum=99)

@@ -274,28 +274,9 @@ review:
 """
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.module import PgIndexModule
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.verify import verify_indexes
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.verify import VERIFY_ARGUMENT_SPEC, verify_indexes
 
-ARGUMENT_SPEC = dict(
-    indexes=dict(type='list', elements='dict', required=True),
-    schema=dict(type='str', default='public'),
-    state=dict(type='str', default='present', choices=['present', 'absent']),
-    phase=dict(type='str', default='verify', choices=['verify', 'baseline']),
-    baseline=dict(type='list', elements='dict'),
-    plan_check=dict(type='str', default='fail', choices=['fail', 'warn', 'skip']),
-    analyze=dict(type='bool', default=False),
-    explain_analyze=dict(type='bool', default=False),
-    samples=dict(type='int', default=30),
-    warmup=dict(type='int', default=1),
-    query_timeout=dict(type='str', default='5s'),
-    query_budget=dict(type='float', default=30),
-    latency_check=dict(type='str', default='warn', choices=['fail', 'warn', 'skip']),
-    target_reduction=dict(type='float', default=50),
-    amcheck=dict(type='str', default='off', choices=['off', 'on', 'heapallindexed']),
-    create_amcheck=dict(type='bool', default=False),
-    list_unused=dict(type='bool', default=False),
-    lock_timeout=dict(type='str', default='5s'),
-)
+ARGUMENT_SPEC = VERIFY_ARGUMENT_SPEC
 
 
 def run(module):

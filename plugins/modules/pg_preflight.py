@@ -239,25 +239,9 @@ msg:
 """
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.module import PgIndexModule
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight import GROUPS, run_preflight
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight import PREFLIGHT_ARGUMENT_SPEC, run_preflight
 
-ARGUMENT_SPEC = dict(
-    indexes=dict(type='list', elements='dict', default=[]),
-    schema=dict(type='str', default='public'),
-    state=dict(type='str', default='present', choices=['present', 'absent']),
-    checks=dict(type='list', elements='str', choices=list(GROUPS), default=list(GROUPS)),
-    min_version=dict(type='str', default='13'),
-    max_transaction_age=dict(type='str', default='5min'),
-    max_idle_in_transaction=dict(type='str', default='1min'),
-    max_replication_lag=dict(type='str', default='1GB'),
-    min_free_percent=dict(type='int', default=10),
-    free_margin_percent=dict(type='int', default=20),
-    data_directory=dict(type='str'),
-    tablespace_paths=dict(type='dict', default={}),
-    on_drift=dict(type='str', default='fail', choices=['fail', 'replace', 'ignore']),
-    on_invalid=dict(type='str', default='rebuild', choices=['rebuild', 'fail']),
-    lock_timeout=dict(type='str', default='5s'),
-)
+ARGUMENT_SPEC = PREFLIGHT_ARGUMENT_SPEC
 
 
 def run(module):
