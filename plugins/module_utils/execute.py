@@ -19,6 +19,7 @@ import time
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2, sql
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import BuildError, SpecError
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.sql_expression import check_one_statement
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.watchdog import (
     LOCK, SNAPSHOT, Watchdog, describe_blockers)
 
@@ -122,7 +123,8 @@ class PlanExecutor(object):
             self.attempts += 1
             if self.conn.closed:
                 self.conn = self.connect()
-            text = step.statement.as_string(self.conn)
+            # Proven one statement by PostgreSQL's grammar before it is sent (sql_expression).
+            text = check_one_statement(step.description, step.statement.as_string(self.conn))
             watchdog = self._watchdog()
             try:
                 with watchdog, self.conn.cursor() as cur:
@@ -177,12 +179,14 @@ class PlanExecutor(object):
         try:
             conn = self.conn if not self.conn.closed else self.connect()
             with conn.cursor() as cur:
+                text = check_one_statement('the duplicate-key count of index %s' % spec.qualified_name,
+                                           query.as_string(cur), 'SelectStmt')
                 cur.execute('BEGIN READ ONLY')
                 cur.execute("SELECT set_config('statement_timeout', '60s', true)")
-                cur.execute(query)
+                cur.execute(text)
                 count = cur.fetchone()[0]
                 cur.execute('ROLLBACK')
-        except psycopg2.Error:
+        except (psycopg2.Error, SpecError):
             return ''
         return ' The table has %d group(s) of rows with duplicate keys; remove them or drop unique.' % count
 

@@ -59,16 +59,21 @@ def _error_text(exc):
     return _AT_INDEX.sub('', ' '.join(str(exc).split()))
 
 
+def _plain(text):
+    """An exact str: pglast's C parser refuses str subclasses (such as Ansible's tagged strings)."""
+    return text.encode('utf-8', 'surrogatepass').decode('utf-8', 'surrogatepass')
+
+
 def _tokens(kind, text):
     try:
-        return pg_parser.scan(text)
+        return pg_parser.scan(_plain(text))
     except pg_parser.ParseError as exc:
         raise SpecError('%s is not valid SQL: %s (%r)' % (kind, _error_text(exc), text))
 
 
 def _parse(kind, text, shown=None):
     try:
-        return pg_parser.parse_sql(text)
+        return pg_parser.parse_sql(_plain(text))
     except pg_parser.ParseError as exc:
         raise SpecError('%s is not valid SQL: %s (%r)' % (kind, _error_text(exc), shown if shown is not None else text))
 
