@@ -44,8 +44,8 @@ options:
     description:
       - The change set's entries, as the role's C(pgindex_indexes) holds them.
       - Each entry defines an index with the keys M(chefcloud.pgindex.pg_concurrent_index) takes (C(name), C(table),
-        C(columns), C(schema), C(unique)...); C(lock_timeout) bounds the lock wait of the definition check; other
-        keys are ignored.
+        C(columns), C(schema), C(unique)...); C(lock_timeout) bounds the lock wait of the definition check; any other
+        key is an error with a "did you mean" hint, read by the same reader as M(chefcloud.pgindex.pg_index_set).
       - C(verify) (optional) is a dict with C(query), a single read-only SQL query with named placeholders such as %(org_id)s
         (a literal C(%) is written C(%%)), C(params), the values of its placeholders, bound by psycopg2, and
         C(label), a name for reports (for example the endpoint).

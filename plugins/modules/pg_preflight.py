@@ -50,7 +50,8 @@ options:
         options of M(chefcloud.pgindex.pg_concurrent_index) - C(name), C(table), C(columns), and optionally
         C(schema), C(unique), C(method), C(include), C(where), C(nulls_not_distinct), C(tablespace),
         C(storage_params), C(on_drift), C(on_invalid)...
-      - Other keys are ignored.
+      - C(verify) is allowed (read by M(chefcloud.pgindex.pg_index_verify)); any other key is an error with a "did you
+        mean" hint, read by the same reader as M(chefcloud.pgindex.pg_index_set), before anything connects.
     type: list
     elements: dict
     default: []
