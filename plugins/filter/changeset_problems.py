@@ -16,7 +16,8 @@ description:
   - Reads the change set (the role's O(_input), C(pgindex_indexes)) exactly as M(chefcloud.pgindex.pg_index_set),
     M(chefcloud.pgindex.pg_preflight) and M(chefcloud.pgindex.pg_index_verify) read it (module_utils C(changeset)),
     on the controller, before anything connects to a database; it also runs in check mode.
-  - Returns an empty list for a valid change set, else a list with the one message the modules would fail with,
+  - >-
+    Returns an empty list for a valid change set, else a list with the one message the modules would fail with,
     for example C(index idx_x: unknown key 'uniqe' (did you mean 'unique'?)),
     C(index idx_x: key 'unique' must be a boolean (true or false), got 'maybe') or
     C(indexes lists index public.idx_dup twice (entries 1 and 2)).
