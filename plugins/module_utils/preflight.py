@@ -89,7 +89,6 @@ MAX_QUERY_CHARS = 200
 _SECRET = re.compile(r"(password\s*=?\s*)('(?:[^']|'')*'|\S+)", re.IGNORECASE)
 
 
-
 class PreflightFailed(PgIndexError):
     """At least one check failed: nothing should be built now."""
 
