@@ -16,6 +16,7 @@ from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog, 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import session as session_utils
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import IndexFailed, PgIndexError, SpecError
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.changeset import POLICY_DEFAULTS
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.execute import (
     PlanExecutor, RetryPolicy, duration_seconds)
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import (
@@ -27,10 +28,8 @@ BROKEN_CONCURRENT_BUILDS = session_utils.BROKEN_CONCURRENT_BUILDS
 NULLS_NOT_DISTINCT_SINCE = 150000
 TRANSACTION_TIMEOUT_SINCE = 170000
 
-DEFAULT_OPTIONS = dict(
-    on_drift='fail', on_invalid='rebuild', on_build_in_progress='fail', build_wait_timeout=600,
-    lock_timeout='5s', snapshot_wait_timeout='30min', retries=3, retry_delay=2.0,
-)
+# The build policies' defaults are those of the one spec of the index options (changeset.py).
+DEFAULT_OPTIONS = POLICY_DEFAULTS
 
 
 class Observation(object):

@@ -20,6 +20,7 @@ from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2, sql
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import BuildError, PgIndexError, SpecError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.session import Session, server_message
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.sql_expression import check_one_statement
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.watchdog import (
     LOCK, SNAPSHOT, Watchdog, describe_blockers)
 
@@ -120,7 +121,8 @@ class PlanExecutor(object):
             attempt += 1
             self.attempts += 1
             conn = self._connection()
-            text = step.statement.as_string(conn)
+            # Proven one statement by PostgreSQL's grammar before it is sent (sql_expression).
+            text = check_one_statement(step.description, step.statement.as_string(conn))
             watchdog = self._watchdog()
             if step not in self.started:
                 self.started.append(step)
@@ -178,9 +180,11 @@ class PlanExecutor(object):
         try:
             conn = self._connection()
             with conn.cursor() as cur:
+                text = check_one_statement('the duplicate-key count of index %s' % spec.qualified_name,
+                                           query.as_string(cur), 'SelectStmt')
                 cur.execute('BEGIN READ ONLY')
                 cur.execute("SELECT set_config('statement_timeout', '60s', true)")
-                cur.execute(query)
+                cur.execute(text)
                 count = cur.fetchone()[0]
                 cur.execute('ROLLBACK')
         except (psycopg2.Error, PgIndexError):

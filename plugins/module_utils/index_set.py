@@ -10,13 +10,11 @@ __metaclass__ = type
 import itertools
 import time
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import results, schedule
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.ensure import ensure_index
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import PgIndexError, SpecError
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_options import (
-    INDEX_ARGUMENT_SPEC, INDEX_REQUIRED_IF, split_params)
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.changeset import (
+    read_changeset, read_defaults, read_entry, split_params)
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import PgIndexError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import IndexSpec
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.session import Session, one_line_error
 
@@ -24,19 +22,9 @@ NOT_STARTED = results.NOT_STARTED
 
 
 def index_params(item, defaults):
-    """One change set entry validated as pg_concurrent_index's options, ``defaults`` filling gaps.
-
-    Keys that are not options (such as ``verify``) are ignored.
-    """
-    if not isinstance(item, dict):
-        raise SpecError('each item of indexes must be a dict, got %r' % (item,))
-    given = dict((key, value) for key, value in defaults.items() if value is not None)
-    given.update((key, value) for key, value in item.items()
-                 if key in INDEX_ARGUMENT_SPEC and value is not None)
-    result = ArgumentSpecValidator(INDEX_ARGUMENT_SPEC, required_if=INDEX_REQUIRED_IF).validate(given)
-    if result.error_messages:
-        raise SpecError('index %s: %s' % (item.get('name', '?'), '; '.join(result.error_messages)))
-    return result.validated_parameters
+    """One change set entry validated as pg_concurrent_index's options, ``defaults`` filling gaps
+    (changeset.read_entry: unknown keys and wrong types are errors)."""
+    return dict(read_entry(item, read_defaults(defaults)).params)
 
 
 def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True, check_mode=False):
@@ -47,10 +35,9 @@ def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True
     with ``stop_on_failure`` no index starts after a failure and those left get the action
     ``not started``. ``outcome(results)`` gives the set's top-level failed/msg/leftovers.
     """
-    params = [index_params(item, defaults) for item in items]
-    names = [p['name'] for p in params]
-    if len(set(names)) != len(names):
-        raise SpecError('indexes lists an index twice: %s' % ', '.join(sorted(n for n in set(names) if names.count(n) > 1)))
+    entries = read_changeset(items, defaults)
+    params = [dict(entry.params) for entry in entries]
+    keys = [(p['schema'], p['name']) for p in params]
 
     order = itertools.count(1)
 
@@ -74,9 +61,9 @@ def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True
     done = {}
     for lane, lane_results in zip(schedule.lanes(params), by_lane):
         for p, result in zip(lane, lane_results):
-            done[p['name']] = result if result is not None else results.not_started(
+            done[(p['schema'], p['name'])] = result if result is not None else results.not_started(
                 p['name'], p['schema'], p.get('table'), 'an earlier build failed (on_error=stop)')
-    return [done[name] for name in names], duration, parallelism
+    return [done[key] for key in keys], duration, parallelism
 
 
 def failed_result(p, exc, order=0):

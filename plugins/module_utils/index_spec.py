@@ -17,7 +17,8 @@ import re
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import SpecError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2, sql
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.sql_expression import check_single_expression
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.sql_expression import (
+    check_single_expression, prove_index_statement)
 
 # NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers, so an index named with 64+
 # bytes would be created under another name and never be found again by name.
@@ -63,7 +64,7 @@ def _choice(kind, value, choices):
 class IndexColumn(object):
     """One key of an index: a column name or an expression, with order, nulls, opclass, collation."""
 
-    def __init__(self, index_name, value):
+    def __init__(self, index_name, value, prove_sql=True):
         if isinstance(value, str):
             value = {'name': value}
         if not isinstance(value, dict):
@@ -75,8 +76,12 @@ class IndexColumn(object):
         if (value.get('name') is None) == (value.get('expression') is None):
             raise SpecError('index %s: each column needs exactly one of name or expression, got %r' % (index_name, value))
         self.name = check_identifier('column', value['name']) if value.get('name') is not None else None
-        self.expression = (check_single_expression('expression of index %s' % index_name, value['expression'])
-                           if value.get('expression') is not None else None)
+        expression = value.get('expression')
+        if expression is not None and prove_sql:
+            check_single_expression('expression of index %s' % index_name, expression)
+        elif expression is not None and (not isinstance(expression, str) or not expression.strip()):
+            raise SpecError('expression of index %s must be a non-empty SQL expression' % index_name)
+        self.expression = expression
         self.order = _choice('order of a column of index %s' % index_name, value.get('order'), ORDERS)
         self.nulls = _choice('nulls of a column of index %s' % index_name, value.get('nulls'), NULLS)
         self.opclass = _qualified('opclass', value['opclass']) if value.get('opclass') else None
@@ -116,20 +121,25 @@ class IndexSpec(object):
     """A desired index, validated: every name checked, every expression proven single."""
 
     def __init__(self, name, table=None, schema='public', columns=None, unique=False, method='btree',
-                 include=None, where=None, nulls_not_distinct=False, tablespace=None, storage_params=None):
+                 include=None, where=None, nulls_not_distinct=False, tablespace=None, storage_params=None,
+                 prove_sql=True):
         self.name = check_identifier('index name', name)
         self.schema = check_identifier('schema', schema or 'public')
         self.table = check_identifier('table', table) if table is not None else None
         if columns is not None and not isinstance(columns, list):
             raise SpecError('index %s: columns must be a list, got %r' % (name, columns))
-        self.columns = [IndexColumn(name, column) for column in (columns or [])]
+        self.columns = [IndexColumn(name, column, prove_sql) for column in (columns or [])]
         keys = [column.key for column in self.columns]
         if len(set(keys)) != len(keys):
             raise SpecError('index %s lists a column twice: %s' % (self.name, ', '.join(keys)))
         self.unique = bool(unique)
         self.method = _choice('method of index %s' % name, method or 'btree', METHODS)
         self.include = [check_identifier('include column', column) for column in (include or [])]
-        self.where = check_single_expression('where of index %s' % name, where) if where is not None else None
+        if where is not None and prove_sql:
+            check_single_expression('where of index %s' % name, where)
+        elif where is not None and (not isinstance(where, str) or not where.strip()):
+            raise SpecError('where of index %s must be a non-empty SQL expression' % name)
+        self.where = where
         self.nulls_not_distinct = bool(nulls_not_distinct)
         if self.nulls_not_distinct and not self.unique:
             raise SpecError('index %s: nulls_not_distinct only applies to unique indexes' % self.name)
@@ -141,14 +151,25 @@ class IndexSpec(object):
             if not isinstance(key, str) or not _STORAGE_PARAM.match(key):
                 raise SpecError('index %s: invalid storage parameter name %r' % (self.name, key))
             self.storage_params.append((key, _storage_value(key, value)))
+        if prove_sql and self.table is not None and self.columns:
+            self.prove(render(self.create_statement()))
 
     OPTIONS = ('name', 'table', 'schema', 'columns', 'unique', 'method', 'include', 'where',
                'nulls_not_distinct', 'tablespace', 'storage_params')
 
     @classmethod
-    def from_params(cls, params):
-        """From module parameters or a change set entry (other keys are ignored)."""
-        return cls(**dict((key, params.get(key)) for key in cls.OPTIONS if params.get(key) is not None))
+    def from_params(cls, params, prove_sql=True):
+        """From module parameters or a change set entry read by changeset.read_entry (other keys are ignored)."""
+        return cls(prove_sql=prove_sql,
+                   **dict((key, params.get(key)) for key in cls.OPTIONS if params.get(key) is not None))
+
+    def prove(self, text):
+        """``text`` if it is exactly this index's CREATE INDEX (one IndexStmt, every key expression and the
+        predicate parsing to themselves), by PostgreSQL's grammar (sql_expression); SpecError otherwise."""
+        keys = [('name', column.name) if column.name is not None else ('expression', column.expression)
+                for column in self.columns]
+        return prove_index_statement('CREATE INDEX of index %s' % self.name, text, keys, self.where,
+                                     len(self.include))
 
     def require_definition(self):
         """A present index needs a table and at least one column."""
@@ -213,6 +234,21 @@ class IndexSpec(object):
             sql.SQL('CONCURRENTLY ' if concurrently else ''), self.index_identifier(name))
 
 
+def render(composed):
+    """The text of a psycopg2 sql object without a connection, for the parse proof only (what is sent
+    is always rendered by psycopg2 itself): identifiers double-quoted, literals single-quoted, as
+    PostgreSQL reads them with standard_conforming_strings on."""
+    if isinstance(composed, sql.Composed):
+        return ''.join(render(part) for part in composed.seq)
+    if isinstance(composed, sql.Identifier):
+        return '.'.join('"%s"' % part.replace('"', '""') for part in composed.strings)
+    if isinstance(composed, sql.Literal):
+        return "'%s'" % str(composed.wrapped).replace("'", "''")
+    if isinstance(composed, sql.SQL):
+        return composed.string
+    raise TypeError('cannot render %r' % (composed,))  # pragma: no cover
+
+
 def _one_line(exc):
     return ' '.join(str(getattr(exc, 'pgerror', None) or exc).split())
 
@@ -238,8 +274,9 @@ def normalized_definition(conn, spec, lock_timeout='5s'):
             partitioned = row is not None and row[0] == 'p'
             cur.execute(sql.SQL('CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP').format(
                 sql.Identifier(spec.table), spec.table_identifier()))
-            cur.execute(spec.create_statement(concurrently=False, on=sql.Identifier('pg_temp', spec.table),
-                                              tablespace=False))
+            probe = spec.create_statement(concurrently=False, on=sql.Identifier('pg_temp', spec.table),
+                                          tablespace=False).as_string(cur)
+            cur.execute(spec.prove(probe))
             cur.execute(
                 'SELECT pg_get_indexdef(i.indexrelid), quote_ident(n.nspname), quote_ident(t.relname)'
                 ' FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid'

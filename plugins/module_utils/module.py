@@ -15,7 +15,7 @@ __metaclass__ = type
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.chefcloud.pgindex.plugins.module_utils import connection
+from ansible_collections.chefcloud.pgindex.plugins.module_utils import connection, sql_expression
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import PgIndexError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.session import Session, one_line_error
 
@@ -40,6 +40,8 @@ class PgIndexModule(object):
         if not connection.HAS_PSYCOPG2:
             self.ansible.fail_json(msg=missing_required_lib('psycopg2'),
                                    exception=str(connection.PSYCOPG2_IMPORT_ERROR))
+        if not sql_expression.HAS_PGLAST:
+            self.ansible.fail_json(msg=sql_expression.PGLAST_MISSING, exception=sql_expression.PGLAST_IMPORT_ERROR)
 
     def connect(self):
         """A new autocommit connection, with application_name chefcloud.pgindex/<module>.

@@ -12,35 +12,60 @@ deploy will see).  Every check is one function returning ``{name, status, messag
 Free disk space is measured where the files are, on the database host, which a module running on a
 bastion cannot do: the space check estimates what the build will write and where, the role runs
 ``df -P -B1`` on the database host, and ``check_disk`` judges that output against the estimate.
+
+By concern: this module reads the inputs and runs the checks; the result shape is preflight_result.py,
+the size model preflight_space.py, the df judge preflight_disk.py (their names are importable from here).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import math
 import re
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog, ensure
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.changeset import read_changeset, shared_option
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import DriftError, PgIndexError, SpecError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.execute import (
     apply_session_settings, duration_seconds, one_line)
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import IndexSpec, definition_without_name
-
-PASS, WARN, FAIL = 'pass', 'warn', 'fail'
-SEVERITY = {PASS: 0, WARN: 1, FAIL: 2}
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import definition_without_name
+# The result shape, the space model and the disk judge live in their own modules; their names stay
+# importable from here.
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight_result import (  # noqa: F401 pylint: disable=unused-import
+    FAIL, PASS, SEVERITY, WARN, check, human_bytes, worst)
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight_space import (  # noqa: F401 pylint: disable=unused-import
+    DEFAULT_FILLFACTOR, EXPRESSION_WIDTH, NONLEAF_FILL, VARLENA_WIDTH, _maxalign, _storage_param, column_width,
+    estimate_index_bytes, estimate_rows)
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight_disk import (  # noqa: F401 pylint: disable=unused-import
+    check_disk, parse_df)
 
 # Groups of checks, in the order they run (option ``checks``).
 GROUPS = ('server', 'privileges', 'tables', 'indexes', 'activity', 'space', 'replication', 'archiving')
 
-DEFAULTS = dict(
-    schema='public', state='present', checks=GROUPS, min_version='13', max_transaction_age='5min',
-    max_idle_in_transaction='1min', max_replication_lag='1GB', min_free_percent=10, free_margin_percent=20,
-    data_directory=None, tablespace_paths=None, lock_timeout='5s', on_drift='fail', on_invalid='rebuild',
+# pg_preflight's options, written once: the module takes this spec, run_preflight its defaults. The options an
+# entry of ``indexes`` also has (schema, state, lock_timeout, on_drift, on_invalid) are the index options' own
+# (changeset.shared_option), so their defaults and choices are the same everywhere.
+PREFLIGHT_ARGUMENT_SPEC = dict(
+    indexes=dict(type='list', elements='dict', default=[]),
+    schema=shared_option('schema'),
+    state=shared_option('state'),
+    checks=dict(type='list', elements='str', choices=list(GROUPS), default=list(GROUPS)),
+    min_version=dict(type='str', default='13'),
+    max_transaction_age=dict(type='str', default='5min'),
+    max_idle_in_transaction=dict(type='str', default='1min'),
+    max_replication_lag=dict(type='str', default='1GB'),
+    min_free_percent=dict(type='int', default=10),
+    free_margin_percent=dict(type='int', default=20),
+    data_directory=dict(type='str'),
+    tablespace_paths=dict(type='dict', default={}),
+    on_drift=shared_option('on_drift'),
+    on_invalid=shared_option('on_invalid'),
+    lock_timeout=shared_option('lock_timeout'),
 )
-# Build policies an entry of ``indexes`` may set for itself; the options above are their defaults.
-POLICIES = ('on_drift', 'on_invalid')
+DEFAULTS = dict((name, spec.get('default')) for name, spec in PREFLIGHT_ARGUMENT_SPEC.items() if name != 'indexes')
+# Options of the preflight that are defaults for the entries of ``indexes`` (an entry may set its own).
+ENTRY_DEFAULTS = ('schema', 'lock_timeout', 'on_drift', 'on_invalid')
 
 # Lock modes that conflict with SHARE UPDATE EXCLUSIVE, the lock CREATE/DROP INDEX CONCURRENTLY take.
 CONFLICTING_MODES = ('ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
@@ -63,21 +88,9 @@ HURTFUL_SETTINGS = (
 MAX_QUERY_CHARS = 200
 _SECRET = re.compile(r"(password\s*=?\s*)('(?:[^']|'')*'|\S+)", re.IGNORECASE)
 
-# Index size estimate: page header (24 bytes), special space, index tuple header (8 bytes),
-# line pointer (4 bytes), MAXALIGN 8. Default leaf fillfactor per access method.
-DEFAULT_FILLFACTOR = {'btree': 90, 'hash': 75, 'gist': 90, 'spgist': 80, 'gin': 100, 'brin': 100}
-NONLEAF_FILL = 0.70
-EXPRESSION_WIDTH = 32      # what the planner assumes for a variable-width value without statistics
-VARLENA_WIDTH = 32
-
 
 class PreflightFailed(PgIndexError):
     """At least one check failed: nothing should be built now."""
-
-
-def check(name, status, message, **data):
-    """One check result."""
-    return dict(name=name, status=status, message=message, data=data)
 
 
 def _details(exc):
@@ -85,25 +98,7 @@ def _details(exc):
     return dict((key, value) for key, value in exc.details.items() if key not in ('name', 'status', 'message'))
 
 
-def worst(statuses):
-    return max(statuses, key=SEVERITY.get) if statuses else PASS
-
-
 # --------------------------------------------------------------------------- formatting helpers
-def human_bytes(value):
-    """1536 -> '1.5 KiB' (binary units, as df -h prints them)."""
-    if value is None:
-        return 'unknown'
-    size = float(value)
-    sign = '-' if size < 0 else ''
-    size = abs(size)
-    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
-        if size < 1024 or unit == 'TiB':
-            return '%s%s %s' % (sign, ('%d' % size) if unit == 'B' else ('%.1f' % size), unit)
-        size /= 1024.0
-    return '%s%.1f PiB' % (sign, size)  # pragma: no cover
-
-
 def query_text(text):
     """A query from pg_stat_activity for a message: one line, password literals masked, cut short."""
     if text is None:
@@ -176,46 +171,28 @@ def parse_percent(name, value, maximum=100):
 
 
 class Target(object):
-    """One index of the change set: its IndexSpec, the entry it came from, the default policies."""
+    """One index of the change set: its IndexSpec and the entry it came from (changeset.ChangeSetEntry)."""
 
-    def __init__(self, spec, item, policies=None):
-        self.spec = spec
-        self.item = item
-        self.policies = policies or {}
+    def __init__(self, entry):
+        self.entry = entry
+        self.spec = entry.spec
+        self.item = entry.item
 
     @property
     def plan_options(self):
         """The build policies pg_concurrent_index will use for this entry: its own on_drift, on_invalid...,
         else the defaults given to the preflight (the role passes pgindex_on_drift...)."""
-        options = dict(ensure.DEFAULT_OPTIONS)
-        for source in (self.policies, self.item):
-            options.update(dict((key, value) for key, value in source.items()
-                                if key in ensure.DEFAULT_OPTIONS and value is not None))
-        return options
+        return dict(self.entry.options)
 
 
-def parse_indexes(items, schema='public', state='present', policies=None):
-    """The ``indexes`` option (change set entries) -> Targets; SpecError naming the bad entry."""
-    if not isinstance(items, list):
-        raise SpecError('indexes must be a list of dicts (name, table, columns...), got %r' % (items,))
-    targets, names = [], set()
-    for position, item in enumerate(items):
-        if not isinstance(item, dict) or not item.get('name'):
-            raise SpecError('indexes[%d] must be a dict with at least name, table and columns, got %r'
-                            % (position, item))
-        params = dict(item)
-        if not params.get('schema'):
-            params['schema'] = schema
-        spec = IndexSpec.from_params(params)
-        if state == 'present':
-            spec.require_definition()
-        elif not spec.table:
-            raise SpecError('index %s: table is required (the activity checks look at its table)' % spec.name)
-        if spec.qualified_name in names:
-            raise SpecError('index %s is listed twice in indexes' % spec.qualified_name)
-        names.add(spec.qualified_name)
-        targets.append(Target(spec, params, policies))
-    return targets
+def parse_indexes(items, defaults=None, state='present'):
+    """The ``indexes`` option (change set entries, read by changeset.read_changeset) -> Targets;
+    SpecError naming the bad entry."""
+    entries = read_changeset(items, defaults, require_definition=state == 'present')
+    for entry in entries:
+        if state != 'present' and not entry.spec.table:
+            raise SpecError('index %s: table is required (the activity checks look at its table)' % entry.spec.name)
+    return [Target(entry) for entry in entries]
 
 
 # --------------------------------------------------------------------------- the run
@@ -319,7 +296,7 @@ def run_preflight(connect, indexes, options):
         raise SpecError('unknown check(s) %s; choose from %s' % (', '.join(unknown), ', '.join(GROUPS)))
     if not isinstance(opts['tablespace_paths'] or {}, dict):
         raise SpecError('tablespace_paths must be a dict of tablespace name -> path on the database host')
-    targets = parse_indexes(indexes, opts['schema'], opts['state'], dict((key, opts[key]) for key in POLICIES))
+    targets = parse_indexes(indexes, dict((key, opts[key]) for key in ENTRY_DEFAULTS + ('state',)), opts['state'])
     opts['min_version_num'] = parse_version('min_version', opts['min_version'])
     opts['max_replication_lag_bytes'] = parse_size('max_replication_lag', opts['max_replication_lag'])
     opts['min_free_percent'] = parse_percent('min_free_percent', opts['min_free_percent'], maximum=99)
@@ -709,65 +686,6 @@ def check_index_builds(pf):
 
 
 # --------------------------------------------------------------------------- space
-def column_width(column):
-    """Average stored width of a column: pg_stats, else the type's fixed length, else 32."""
-    if column.get('avg_width') is not None:
-        return column['avg_width']
-    return column['typlen'] if column.get('typlen') and column['typlen'] > 0 else VARLENA_WIDTH
-
-
-def estimate_rows(leaves, tuple_width, block_size=8192):
-    """(rows, source): the planner's way, reltuples/relpages scaled to the current size of each heap;
-    without statistics (never vacuumed or analyzed), the size divided by the row width."""
-    rows, sources = 0.0, set()
-    for leaf in leaves:
-        if leaf['relpages'] > 0 and leaf['reltuples'] >= 0:
-            rows += leaf['reltuples'] / leaf['relpages'] * leaf['pages']
-            sources.add('statistics')
-        elif leaf['pages'] > 0:
-            rows += leaf['pages'] * (block_size - 24) / float(tuple_width + 24 + 4)
-            sources.add('table size / row width (never analyzed)')
-    return int(round(rows)), ' and '.join(sorted(sources)) or 'empty'
-
-
-def _maxalign(size):
-    return (int(size) + 7) // 8 * 8
-
-
-def estimate_index_bytes(rows, key_width, method='btree', fillfactor=None, heap_pages=0, block_size=8192,
-                         pages_per_range=128):
-    """Size of a freshly built index: leaf pages filled to ``fillfactor``, upper levels, metapage."""
-    method = method or 'btree'
-    if method == 'brin':
-        ranges = int(math.ceil(heap_pages / float(pages_per_range))) or 1
-        usable = block_size - 24 - 8
-        revmap = int(math.ceil(ranges / float(usable // 6)))
-        return (2 + revmap + int(math.ceil(ranges * (_maxalign(8 + 2 * key_width) + 4) / float(usable)))) * block_size
-    fill = (fillfactor or DEFAULT_FILLFACTOR.get(method, 90)) / 100.0
-    usable = block_size - 24 - 16
-    if method == 'hash':
-        # 4-byte hash codes; the build allocates a power of two of bucket pages, plus metapage and bitmap.
-        per_bucket = max(1, int(usable * fill // (_maxalign(8 + 4) + 4)))
-        buckets = 2 ** int(math.ceil(math.log(max(2.0, math.ceil(rows / float(per_bucket))), 2)))
-        return (buckets + 2) * block_size
-    item = _maxalign(8 + key_width) + 4
-    per_leaf = max(1, int(usable * fill // item))
-    per_upper = max(2, int(usable * NONLEAF_FILL // item))
-    level = max(1, int(math.ceil(rows / float(per_leaf))))
-    pages = 1 + level
-    while level > 1:
-        level = int(math.ceil(level / float(per_upper)))
-        pages += level
-    return pages * block_size
-
-
-def _storage_param(spec, name):
-    for key, value in getattr(spec, 'storage_params', None) or []:
-        if key == name:
-            return int(value)
-    return None
-
-
 def empty_space(options):
     return dict(estimated=False, indexes=[], locations=[], total_bytes=0, wal_bytes=0, temp_bytes=0,
                 min_free_percent=options['min_free_percent'], free_margin_percent=options['free_margin_percent'])
@@ -945,90 +863,3 @@ CHECKS = dict(
     replication=(check_replication,),
     archiving=(check_archiving,),
 )
-
-
-# --------------------------------------------------------------------------- disk (df on the database host)
-def parse_df(stdout):
-    """The data line of ``df -P -B1 <path>``: filesystem, size_bytes, used_bytes, available_bytes, mount."""
-    lines = [line for line in (stdout or '').splitlines() if line.strip()]
-    if len(lines) < 2 or not lines[0].startswith('Filesystem'):
-        raise ValueError('not the output of df -P: %r' % (stdout,))
-    fields = lines[-1].split(None, 5)
-    if len(fields) != 6:
-        raise ValueError('unexpected df line: %r' % lines[-1])
-    return dict(filesystem=fields[0], size_bytes=int(fields[1]), used_bytes=int(fields[2]),
-                available_bytes=int(fields[3]), mount=fields[5])
-
-
-def check_disk(space, reports, host='the database host'):
-    """Judge ``df -P -B1`` of each location against the space estimate.
-
-    ``reports``: one dict per location path run on the database host: path, rc, stdout, stderr.
-    A filesystem passes when, after the build, free space stays at least ``min_free_percent`` of its
-    size and at least ``free_margin_percent`` of what the build needs.
-    """
-    min_free = float(space.get('min_free_percent', 10))
-    margin = float(space.get('free_margin_percent', 20))
-    if not space.get('estimated'):
-        return check('disk', WARN, 'free space not measured: pg_preflight made no space estimate (its space check '
-                     'did not run)', host=host, filesystems=[])
-    by_path = dict((report.get('path'), report) for report in reports or [])
-    filesystems, problems = [], []
-    for loc in space.get('locations') or []:
-        if loc.get('path') is None:
-            problems.append('free space for %s cannot be checked: %s' % (', '.join(loc['what']), loc['unknown_reason']))
-            continue
-        report = by_path.get(loc['path'])
-        if report is None:
-            problems.append('df was not run on %s for %s' % (host, loc['path']))
-            continue
-        if report.get('rc') != 0:
-            reason = ' '.join((report.get('stderr') or report.get('stdout') or 'no output').split())
-            hint = ('; the user running the play there cannot reach it: run the play with become, or set '
-                    'pgindex_data_directory / pgindex_tablespace_paths' if 'ermission denied' in reason else '')
-            problems.append('df -P -B1 %s failed on %s: %s%s' % (loc['path'], host, reason, hint))
-            continue
-        try:
-            df = parse_df(report.get('stdout'))
-        except ValueError as exc:
-            problems.append('df -P -B1 %s on %s: %s' % (loc['path'], host, exc))
-            continue
-        found = [fs for fs in filesystems if fs['mount'] == df['mount'] and fs['filesystem'] == df['filesystem']]
-        if found:
-            fs = found[0]
-        else:
-            fs = dict(df, paths=[], what=[], required_bytes=0)
-            filesystems.append(fs)
-        fs['paths'].append(loc['path'])
-        fs['what'].extend(loc['what'])
-        fs['required_bytes'] += loc['required_bytes']
-    lines = []
-    for fs in filesystems:
-        after = fs['available_bytes'] - fs['required_bytes']
-        after_percent = after * 100.0 / fs['size_bytes'] if fs['size_bytes'] else 0.0
-        with_margin = int(fs['required_bytes'] * (1 + margin / 100.0))
-        reasons = []
-        if after_percent < min_free:
-            reasons.append('%.1f%% would be free after the build, below the minimum of %g%% (min_free_percent)'
-                           % (after_percent, min_free))
-        if fs['available_bytes'] < with_margin:
-            reasons.append('%s available is less than the estimate plus a %g%% margin, %s (free_margin_percent)'
-                           % (human_bytes(fs['available_bytes']), margin, human_bytes(with_margin)))
-        fs.update(free_after_bytes=after, free_after_percent=round(after_percent, 2), required_with_margin_bytes=with_margin,
-                  ok=not reasons, reasons=reasons)
-        text = ('%s (%s on %s, %s): %s of %s available; the build needs ~%s (%s), leaving %s (%.1f%%)'
-                % (', '.join(fs['paths']), fs['filesystem'], fs['mount'], host, human_bytes(fs['available_bytes']),
-                   human_bytes(fs['size_bytes']), human_bytes(fs['required_bytes']), ', '.join(fs['what']),
-                   human_bytes(after), after_percent))
-        if reasons:
-            problems.append('not enough free space on %s: %s. Free space there, or put the indexes in another '
-                            'tablespace (tablespace key of the index)' % (text, '; '.join(reasons)))
-        else:
-            lines.append(text)
-    data = dict(host=host, filesystems=filesystems, min_free_percent=min_free, free_margin_percent=margin)
-    if problems:
-        return check('disk', FAIL, '; '.join(problems), **data)
-    if not filesystems:
-        return check('disk', PASS, 'nothing to measure: no index to build', **data)
-    return check('disk', PASS, '; '.join(lines) + ' (at least %g%% stays free, and %g%% over the estimate)'
-                 % (min_free, margin), **data)

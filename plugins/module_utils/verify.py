@@ -18,8 +18,8 @@ One function per concern:
   verify_indexes               all of it for a change set: the module result
 
 Verification queries are user SQL by nature.  Their parameters are bound by psycopg2, the bound
-text is proven to be one statement (sql_expression: no ``;`` outside literals, no comment, balanced
-parentheses) that starts as a query, and it only ever runs inside a READ ONLY transaction that is
+text is proven to be one statement without comments, a query, by PostgreSQL's own parser (sql_expression,
+pglast), and it only ever runs inside a READ ONLY transaction that is
 rolled back, under statement_timeout.
 """
 
@@ -29,16 +29,16 @@ __metaclass__ = type
 
 import contextlib
 import math
-import re
 import time
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog, ensure, plan as planner
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.changeset import read_changeset, shared_option
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2, sql
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import PgIndexError, SpecError, VerifyError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.execute import (
     apply_session_settings, duration_seconds, one_line)
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import IndexSpec, definition_without_name
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.sql_expression import check_single_expression
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import definition_without_name
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.sql_expression import is_query
 
 # Check statuses.
 PASSED = 'passed'
@@ -47,16 +47,32 @@ WARNING = 'warning'
 SKIPPED = 'skipped'
 
 INDEX_SCANS = ('Index Scan', 'Index Only Scan', 'Bitmap Index Scan')
-QUERY_FIRST_WORDS = ('select', 'with', 'values', 'table')
-VERIFY_KEYS = ('query', 'params', 'label')
 QUERY_CANCELED = '57014'  # SQLSTATE of a statement cancelled by statement_timeout
 PLAN_DETAILS = ('Index Cond', 'Recheck Cond', 'Filter', 'Join Filter', 'Hash Cond', 'Merge Cond', 'Sort Key')
 
-DEFAULT_OPTIONS = dict(
-    schema='public', state='present', phase='verify', baseline=None, plan_check='fail', analyze=False,
-    explain_analyze=False, samples=30, warmup=1, query_timeout='5s', query_budget=30.0, latency_check='warn',
-    target_reduction=50, amcheck='off', create_amcheck=False, list_unused=False, lock_timeout='5s',
+# pg_index_verify's options, written once: the module takes this spec, verify_indexes its defaults and choices.
+# schema, state and lock_timeout are the index options' own (changeset.shared_option).
+VERIFY_ARGUMENT_SPEC = dict(
+    indexes=dict(type='list', elements='dict', required=True),
+    schema=shared_option('schema'),
+    state=shared_option('state'),
+    phase=dict(type='str', default='verify', choices=['verify', 'baseline']),
+    baseline=dict(type='list', elements='dict'),
+    plan_check=dict(type='str', default='fail', choices=['fail', 'warn', 'skip']),
+    analyze=dict(type='bool', default=False),
+    explain_analyze=dict(type='bool', default=False),
+    samples=dict(type='int', default=30),
+    warmup=dict(type='int', default=1),
+    query_timeout=dict(type='str', default='5s'),
+    query_budget=dict(type='float', default=30),
+    latency_check=dict(type='str', default='warn', choices=['fail', 'warn', 'skip']),
+    target_reduction=dict(type='float', default=50),
+    amcheck=dict(type='str', default='off', choices=['off', 'on', 'heapallindexed']),
+    create_amcheck=dict(type='bool', default=False),
+    list_unused=dict(type='bool', default=False),
+    lock_timeout=shared_option('lock_timeout'),
 )
+DEFAULT_OPTIONS = dict((name, spec.get('default')) for name, spec in VERIFY_ARGUMENT_SPEC.items() if name != 'indexes')
 
 
 # --------------------------------------------------------------------------------------------------
@@ -79,19 +95,11 @@ class VerifyQuery(object):
         self.label = label or index_name
 
     @classmethod
-    def from_item(cls, item):
-        """The ``verify`` of a change set entry, or None when it has none."""
-        verify = item.get('verify')
-        if verify is None:
+    def from_entry(cls, entry):
+        """The ``verify`` of a change set entry (changeset.ChangeSetEntry), or None when it has none."""
+        if entry.verify is None:
             return None
-        if not isinstance(verify, dict):
-            raise SpecError('index %s: verify must be a dict with query, params and label, got %r'
-                            % (item.get('name'), verify))
-        unknown = sorted(set(verify) - set(VERIFY_KEYS))
-        if unknown:
-            raise SpecError('index %s: unknown verify key(s) %s (allowed: %s)'
-                            % (item.get('name'), ', '.join(unknown), ', '.join(VERIFY_KEYS)))
-        return cls(item.get('name'), verify.get('query'), verify.get('params'), verify.get('label'))
+        return cls(entry.name, entry.verify.query, entry.verify.params, entry.verify.label)
 
     def bind(self, conn):
         """The query with its parameters bound by psycopg2, proven to be a single query statement.
@@ -116,13 +124,16 @@ class VerifyQuery(object):
 
 
 def single_query(kind, text):
-    """``text`` (a trailing ; removed) if it is one statement that starts as a query, else SpecError."""
+    """``text`` (a trailing ; removed) if PostgreSQL's parser reads it as one statement without comments
+    that is a query (SELECT, WITH, VALUES, TABLE), else SpecError."""
+    if not isinstance(text, str) or not text.strip():
+        raise SpecError('%s must be a non-empty SQL query' % kind)
+    if '\x00' in text:
+        raise SpecError('%s contains a NUL character' % kind)
     body = text.strip()
     if body.endswith(';'):
         body = body[:-1].rstrip()
-    check_single_expression(kind, body)
-    first = re.match(r'[\s(]*([A-Za-z]+)', body)
-    if first is None or first.group(1).lower() not in QUERY_FIRST_WORDS:
+    if not is_query(kind, body):
         raise SpecError('%s must be a query (SELECT, WITH, VALUES or TABLE): it runs read-only, got %r' % (kind, text))
     return body
 
@@ -502,29 +513,20 @@ def definition_key(index):
 # --------------------------------------------------------------------------------------------------
 
 class Target(object):
-    """One change set entry to verify: the desired index, its verification query, its lock_timeout.
+    """One change set entry to verify (read by changeset.read_changeset, as every module reads it): the
+    desired index, its verification query, its lock_timeout."""
 
-    Keys of the entry that define the index are read by IndexSpec.from_params, as pg_concurrent_index
-    reads them; keys meant for other modules are ignored.
-    """
-
-    def __init__(self, item, default_schema, default_lock_timeout, state):
-        if not isinstance(item, dict) or not item.get('name'):
-            raise SpecError('each entry of indexes must be a dict with at least a name, got %r' % (item,))
-        params = dict(item)
-        params['schema'] = item.get('schema') or default_schema
-        self.spec = IndexSpec.from_params(params)
-        if state == 'present':
-            self.spec.require_definition()
-        self.query = VerifyQuery.from_item(item)
-        self.lock_timeout = item.get('lock_timeout') or default_lock_timeout
+    def __init__(self, entry):
+        self.entry = entry
+        self.spec = entry.spec
+        self.query = VerifyQuery.from_entry(entry)
+        self.lock_timeout = entry.params['lock_timeout']
 
 
 def _options(options):
     opts = dict(DEFAULT_OPTIONS)
     opts.update(dict((key, value) for key, value in (options or {}).items() if value is not None))
-    choices = dict(state=('present', 'absent'), phase=('verify', 'baseline'), plan_check=('fail', 'warn', 'skip'),
-                   latency_check=('fail', 'warn', 'skip'), amcheck=('off', 'on', 'heapallindexed'))
+    choices = dict((key, spec['choices']) for key, spec in VERIFY_ARGUMENT_SPEC.items() if spec.get('choices'))
     for key, allowed in choices.items():
         if opts[key] not in allowed:
             raise SpecError('%s must be one of %s, got %r' % (key, ', '.join(allowed), opts[key]))
@@ -794,11 +796,9 @@ def verify_indexes(connect, items, options=None, check_mode=False):
     opts = _options(options)
     if not isinstance(items, list) or not items:
         raise SpecError('indexes must be a non-empty list of change set entries (name, table, columns, verify...)')
-    targets = [Target(item, opts['schema'], opts['lock_timeout'], opts['state']) for item in items]
-    names = [target.spec.qualified_name for target in targets]
-    twice = sorted(set(name for name in names if names.count(name) > 1))
-    if twice:
-        raise SpecError('indexes lists the same index more than once: %s' % ', '.join(twice))
+    entries = read_changeset(items, dict(schema=opts['schema'], lock_timeout=opts['lock_timeout'], state=opts['state']),
+                             require_definition=opts['state'] == 'present')
+    targets = [Target(entry) for entry in entries]
     baseline = _baseline_by_index(opts['baseline'])
     conn = connect()
     version = _check_server(conn)

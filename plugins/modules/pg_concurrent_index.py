@@ -384,7 +384,7 @@ desired_definition:
 """
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.ensure import ensure_index
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_options import (
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.changeset import (
     INDEX_ARGUMENT_SPEC, INDEX_REQUIRED_IF, split_params)
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import IndexSpec
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.module import PgIndexModule

@@ -29,7 +29,10 @@ options:
     description:
       - The change set, each item a dict of options of M(chefcloud.pgindex.pg_concurrent_index) (C(name), C(table),
         C(columns), C(schema), C(unique), C(method), C(include), C(where), C(tablespace), C(storage_params),
-        C(state), C(on_drift), C(lock_timeout)...). Other keys, such as C(verify), are ignored.
+        C(state), C(on_drift), C(lock_timeout)...) and C(verify) (read by M(chefcloud.pgindex.pg_index_verify)).
+      - Any other key is an error with a "did you mean" hint, and a value of the wrong type an error naming the index
+        and the key, before anything connects. Two entries with the same schema and name, or names PostgreSQL folds
+        to the same lower-case name, are an error.
     type: list
     elements: dict
     required: true

@@ -44,8 +44,8 @@ options:
     description:
       - The change set's entries, as the role's C(pgindex_indexes) holds them.
       - Each entry defines an index with the keys M(chefcloud.pgindex.pg_concurrent_index) takes (C(name), C(table),
-        C(columns), C(schema), C(unique)...); C(lock_timeout) bounds the lock wait of the definition check; other
-        keys are ignored.
+        C(columns), C(schema), C(unique)...); C(lock_timeout) bounds the lock wait of the definition check; any other
+        key is an error with a "did you mean" hint, read by the same reader as M(chefcloud.pgindex.pg_index_set).
       - C(verify) (optional) is a dict with C(query), a single read-only SQL query with named placeholders such as %(org_id)s
         (a literal C(%) is written C(%%)), C(params), the values of its placeholders, bound by psycopg2, and
         C(label), a name for reports (for example the endpoint).
@@ -274,28 +274,9 @@ review:
 """
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.module import PgIndexModule
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.verify import verify_indexes
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.verify import VERIFY_ARGUMENT_SPEC, verify_indexes
 
-ARGUMENT_SPEC = dict(
-    indexes=dict(type='list', elements='dict', required=True),
-    schema=dict(type='str', default='public'),
-    state=dict(type='str', default='present', choices=['present', 'absent']),
-    phase=dict(type='str', default='verify', choices=['verify', 'baseline']),
-    baseline=dict(type='list', elements='dict'),
-    plan_check=dict(type='str', default='fail', choices=['fail', 'warn', 'skip']),
-    analyze=dict(type='bool', default=False),
-    explain_analyze=dict(type='bool', default=False),
-    samples=dict(type='int', default=30),
-    warmup=dict(type='int', default=1),
-    query_timeout=dict(type='str', default='5s'),
-    query_budget=dict(type='float', default=30),
-    latency_check=dict(type='str', default='warn', choices=['fail', 'warn', 'skip']),
-    target_reduction=dict(type='float', default=50),
-    amcheck=dict(type='str', default='off', choices=['off', 'on', 'heapallindexed']),
-    create_amcheck=dict(type='bool', default=False),
-    list_unused=dict(type='bool', default=False),
-    lock_timeout=dict(type='str', default='5s'),
-)
+ARGUMENT_SPEC = VERIFY_ARGUMENT_SPEC
 
 
 def run(module):

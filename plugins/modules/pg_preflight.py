@@ -50,7 +50,8 @@ options:
         options of M(chefcloud.pgindex.pg_concurrent_index) - C(name), C(table), C(columns), and optionally
         C(schema), C(unique), C(method), C(include), C(where), C(nulls_not_distinct), C(tablespace),
         C(storage_params), C(on_drift), C(on_invalid)...
-      - Other keys are ignored.
+      - C(verify) is allowed (read by M(chefcloud.pgindex.pg_index_verify)); any other key is an error with a "did you
+        mean" hint, read by the same reader as M(chefcloud.pgindex.pg_index_set), before anything connects.
     type: list
     elements: dict
     default: []
@@ -240,25 +241,9 @@ msg:
 """
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.module import PgIndexModule
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight import GROUPS, run_preflight
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight import PREFLIGHT_ARGUMENT_SPEC, run_preflight
 
-ARGUMENT_SPEC = dict(
-    indexes=dict(type='list', elements='dict', default=[]),
-    schema=dict(type='str', default='public'),
-    state=dict(type='str', default='present', choices=['present', 'absent']),
-    checks=dict(type='list', elements='str', choices=list(GROUPS), default=list(GROUPS)),
-    min_version=dict(type='str', default='13'),
-    max_transaction_age=dict(type='str', default='5min'),
-    max_idle_in_transaction=dict(type='str', default='1min'),
-    max_replication_lag=dict(type='str', default='1GB'),
-    min_free_percent=dict(type='int', default=10),
-    free_margin_percent=dict(type='int', default=20),
-    data_directory=dict(type='str'),
-    tablespace_paths=dict(type='dict', default={}),
-    on_drift=dict(type='str', default='fail', choices=['fail', 'replace', 'ignore']),
-    on_invalid=dict(type='str', default='rebuild', choices=['rebuild', 'fail']),
-    lock_timeout=dict(type='str', default='5s'),
-)
+ARGUMENT_SPEC = PREFLIGHT_ARGUMENT_SPEC
 
 
 def run(module):

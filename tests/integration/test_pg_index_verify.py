@@ -91,7 +91,7 @@ def test_state_absent_proves_the_rollback(db):
 
 @pytest.mark.parametrize('args, message', [
     (dict(indexes=[dict(name='idx_x', table='payments', columns=['org_id'], verify=dict(query='SELECT 1', sql='x'))]),
-     'unknown verify key(s) sql'),
+     "index idx_x: unknown verify key 'sql' (known: label, params, query)"),
     (dict(indexes=[dict(name='idx_x', table='payments', columns=['org_id'], verify='SELECT 1')]),
      'verify must be a dict with query, params and label'),
     (dict(indexes=CHANGESET, plan_check='maybe'), 'value of plan_check must be one of: fail, warn, skip'),

@@ -328,7 +328,7 @@ def test_bad_input_is_a_message_not_a_traceback(db):
     failed, result, checks = preflight(db.params, [dict(name='idx_a', table='payments', columns=['org_id'],
                                                         method='bogus')])
     assert failed and not checks
-    assert result['msg'] == "method of index idx_a must be one of btree, hash, gin, gist, brin, spgist, got 'bogus'"
+    assert result['msg'] == "index idx_a: key 'method' must be one of btree, hash, gin, gist, brin, spgist, got 'bogus'"
     assert 'exception' not in result
     failed, result, checks = preflight(dict(db.params, login_password='hunter2', login_port=1), [OVERVIEW])
     assert failed and result['msg'].startswith('could not connect to PostgreSQL') and 'hunter2' not in str(result)

@@ -54,7 +54,7 @@ def test_invalid_change_set_is_refused_before_connecting(db, tmp_path):
     changeset.write_text('pgindex_indexes:\n  - name: idx_a\n    table: payments\n')
     rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local',
                        '-e', 'pgindex_changeset_file=%s' % changeset)
-    assert rc != 0 and 'each with a unique name, a table and columns' in out
+    assert rc != 0 and 'index idx_a: columns must list at least one column when state is present' in out
 
 
 def test_installed_collection_runs_the_playbook_by_fqcn(db, tmp_path):

@@ -104,6 +104,7 @@ def test_introspection_yields_psycopg2_and_the_system_packages(ee, installed, tm
     wanted_pip = [p for p in pins if p]
     assert [line.split('#')[0].strip() for line in pip.read_text().splitlines() if line] == wanted_pip
     assert any(p.startswith('psycopg2-binary==') for p in wanted_pip)
+    assert any(p.startswith('pglast==') for p in wanted_pip)
     packages = [line.split('#')[0].strip() for line in bindep.read_text().splitlines() if line]
     assert packages == ['libpq [platform:rpm]', 'postgresql [platform:rpm]',
                         'libpq5 [platform:dpkg]', 'postgresql-client [platform:dpkg]']

@@ -169,7 +169,7 @@ def test_unknown_tablespace_is_named(db):
 @pytest.mark.parametrize('indexes,options,message', [
     ([dict(name='idx_a', table='payments')], {}, 'index idx_a: columns must list at least one column'),
     (['idx_a'], {}, 'indexes[0] must be a dict with at least name, table and columns'),
-    (SIX + SIX[:1], {}, 'index public.idx_fr_overview_org_period is listed twice'),
+    (SIX + SIX[:1], {}, 'indexes lists index public.idx_fr_overview_org_period twice (entries 1 and 7)'),
     (SIX, dict(min_version='thirteen'), 'min_version must be a PostgreSQL version such as 13 or 14.4'),
     (SIX, dict(max_replication_lag='lots'), 'max_replication_lag must be a size such as 512MB or 1GB'),
     (SIX, dict(min_free_percent=120), 'min_free_percent must be between 0 and 99'),

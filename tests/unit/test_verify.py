@@ -3,6 +3,7 @@ import psycopg2
 import pytest
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import verify
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.changeset import read_entry
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import SpecError, VerifyError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import IndexSpec
 
@@ -85,8 +86,8 @@ def test_a_missing_placeholder_value_is_a_clear_error(db):
 
 def test_verify_keys_are_checked():
     with pytest.raises(SpecError) as caught:
-        verify.VerifyQuery.from_item(dict(name='idx_x', verify=dict(query='SELECT 1', parms={})))
-    assert 'unknown verify key(s) parms' in caught.value.msg
+        read_entry(dict(PAYMENTS, name='idx_x', verify=dict(query='SELECT 1', parms={})))
+    assert caught.value.msg == "index idx_x: unknown verify key 'parms' (did you mean 'params'?)"
 
 
 def test_queries_run_read_only_and_are_rolled_back(db):
@@ -359,8 +360,8 @@ def test_usage_and_the_review_of_unused_duplicate_and_redundant_indexes(db):
 
 @pytest.mark.parametrize('items, options, message', [
     ([], {}, 'indexes must be a non-empty list'),
-    ([dict(table='payments')], {}, 'each entry of indexes must be a dict with at least a name'),
-    ([dict(PAYMENTS), dict(PAYMENTS)], {}, 'indexes lists the same index more than once'),
+    ([dict(table='payments')], {}, 'indexes[0] must be a dict with at least name, table and columns'),
+    ([dict(PAYMENTS), dict(PAYMENTS)], {}, 'indexes lists index public.idx_payments_org_status_created twice'),
     ([dict(PAYMENTS, columns=None)], {}, 'columns must list at least one column'),
     ([dict(PAYMENTS)], dict(query_timeout='soon'), "invalid value 'soon' for query_timeout"),
     ([dict(PAYMENTS)], dict(samples=-1), 'samples must be an integer >= 0'),
