@@ -246,7 +246,7 @@ class _IndexWork(object):
         leftovers = self.leftovers(exc)
         described = results.describe_leftovers(leftovers)
         if described:
-            msg = '%s %s.' % (msg.rstrip('.') + '.', described)
+            msg = '%s %s' % (msg.rstrip('.') + '.', described)
         # A failed index did not reach its planned action: keep the plan's as planned_action.
         result.update(planned_action=result.get('action'), action=None)
         result.update(failed=True, msg=msg, error=result.get('error') or session_utils.one_line_error(exc),

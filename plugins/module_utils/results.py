@@ -103,7 +103,7 @@ def set_outcome(results, check_mode=False):
     parts = [cause if qualified in cause else 'index %s: %s' % (qualified, cause)]
     described = describe_leftovers(leftovers)
     if described and described not in parts[0]:
-        parts.append(described + '.')
+        parts.append(described)
     others = [r['name'] for r in failed[1:]]
     tail = '%d of %d index(es) failed' % (len(failed), len(results))
     if others:
