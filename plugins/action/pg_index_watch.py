@@ -91,14 +91,14 @@ class ActionModule(ActionBase):
             if tables is None:
                 tables = sorted(reading.get('tables', {}))
                 columns = watch.columns(tables, new_indexes)
-            win = watch.window(readings[0], reading)
+            win = watch.window(readings[0], reading, watch.own_scans(readings[:-1]))
             tripped = watch.judge(before, win, limits, new_indexes)
             values = watch.sample_values(win, tables, new_indexes)
             n += 1
             line = watch.progress_line(n, elapsed, duration, values, tripped)
             display.display(line)
             lines.append(line)
-            samples.append(dict(t=round(elapsed, 1), values=values, window=win))
+            samples.append(dict(t=round(elapsed, 1), cells=values, window=win))
             if tripped and args['on_regression'] != 'warn':
                 break
             if elapsed >= duration:

@@ -349,8 +349,19 @@ def cumulative_hot_ratio(table):
     return _ratio_pct(table.get('n_tup_hot_upd') or 0, table.get('n_tup_upd') or 0)
 
 
-def window(a, b):
-    """Every signal between readings ``a`` and ``b`` (b later)."""
+def own_scans(readings):
+    """{index name: executions} of the verification queries the watch itself timed in ``readings`` (each reading's
+    timed executions run after its counters are read, so they show in the next reading's idx_scan)."""
+    found = {}
+    for reading in readings:
+        for name, measured in (reading.get('latency') or {}).items():
+            found[name] = found.get(name, 0) + (measured.get('samples') or 0)
+    return found
+
+
+def window(a, b, own_index_scans=None):
+    """Every signal between readings ``a`` and ``b`` (b later). ``own_index_scans``: own_scans() of the readings
+    from ``a`` up to, not including, ``b``, so idx_scan counts the application's scans only."""
     seconds = round(b['at'] - a['at'], 3)
     zero = dict(commits=0, rollbacks=0)
     own = dict((k, (b.get('own_cum') or zero)[k] - (a.get('own_cum') or zero)[k]) for k in zero)
@@ -377,9 +388,11 @@ def window(a, b):
     for name, after in b.get('indexes', {}).items():
         before = a.get('indexes', {}).get(name) or {}
         growth = _delta(before, after, 'size_bytes') if before.get('exists') else None
+        scans = _delta(before, after, 'idx_scan') if before.get('exists') else after.get('idx_scan')
+        own = (own_index_scans or {}).get(name.split('.', 1)[-1], 0)
         indexes[name] = dict(exists=after.get('exists'), valid=after.get('valid'), size_bytes=after.get('size_bytes'),
-                             idx_scan=after.get('idx_scan'),
-                             idx_scans=_delta(before, after, 'idx_scan') if before.get('exists') else after.get('idx_scan'),
+                             idx_scan=after.get('idx_scan'), idx_scans=scans, own_scans=own,
+                             app_scans=None if scans is None else max(0, scans - own),
                              growth_bytes=growth,
                              growth_pct=_ratio_pct(growth, before.get('size_bytes')) if growth is not None else None)
     statements = {}
@@ -534,7 +547,7 @@ def sample_values(win, tables, new_indexes):
         values['HOT %% %s' % t.split('.', 1)[-1]] = _fmt((win['tables'].get(t) or {}).get('hot_ratio_pct'), '%.1f')
     values['upd/s'] = _fmt(sum((x.get('updates_per_s') or 0) for x in win['tables'].values()), '%.1f')
     if new_indexes:
-        values['idx_scan new'] = _fmt(sum((win['indexes'].get(i) or {}).get('idx_scans') or 0 for i in new_indexes))
+        values['idx_scan new'] = _fmt(sum((win['indexes'].get(i) or {}).get('app_scans') or 0 for i in new_indexes))
     p95 = [v['p95_ms'] for v in (win.get('latency') or {}).values() if v.get('p95_ms') is not None]
     values['p95 ms (worst)'] = _fmt(max(p95) if p95 else None, '%.3f')
     values['rollbacks/s'] = _fmt(win.get('rollbacks_per_s'), '%.2f')
@@ -546,7 +559,8 @@ def sample_values(win, tables, new_indexes):
 
 
 def progress_line(n, elapsed_s, duration_s, values, tripped):
-    shown = ', '.join('%s %s' % (k, v) for k, v in values.items())
+    """One line per sample; a table without updates (its HOT ratio '-') is left out of the line, not of the series."""
+    shown = ', '.join('%s %s' % (k, v) for k, v in values.items() if not (k.startswith('HOT ') and v == '-'))
     return 'watch sample %d at %.0f s of %.0f s: %s%s' % (
         n, elapsed_s, duration_s, shown, (' | TRIPPED: ' + '; '.join(t['signal'] + (' ' + t['table'] if t['table'] else '')
                                                                       for t in tripped)) if tripped else '')

@@ -18,7 +18,8 @@ description:
     same name samples every O(interval) seconds for O(duration) seconds (O(mode=sample) is one reading), prints a
     progress line per sample, and judges each sample against the snapshot.
   - "Benefit: the verification queries' calls and mean time in C(pg_stat_statements) (where it is loaded) and their
-    p95 over O(latency_samples) timed executions; each new index's C(idx_scan)."
+    p95 over O(latency_samples) timed executions; each new index's C(idx_scan) (the application's: the watch's own
+    timed executions are subtracted)."
   - "Write cost, per table of the change set: the HOT-update ratio (C(n_tup_hot_upd / n_tup_upd) - an index on a
     column the application updates ends HOT updates), updates per second, table and index growth, and WAL bytes per
     transaction (C(pg_stat_wal), PostgreSQL 14+)."
@@ -206,7 +207,7 @@ rollback:
   returned: mode=watch
   type: bool
 samples:
-  description: The series - per sample C(t) (seconds since the watch started), C(values) (the columns shown) and
+  description: The series - per sample C(t) (seconds since the watch started), C(cells) (the columns shown, by name) and
     C(window) (every signal of the watch so far).
   returned: mode=watch
   type: list

@@ -129,7 +129,15 @@ def test_chain_carries_the_own_transactions():
     assert second['own_cum'] == dict(commits=8, rollbacks=3)
 
 
+def test_the_watchs_own_executions_are_not_the_applications_scans():
+    first = dict(reading(0, idx_scan=0), latency={'idx': dict(p95_ms=0.1, samples=5)})
+    win = watch.window(first, reading(10, idx_scan=12), watch.own_scans([first]))
+    assert win['indexes']['public.idx']['idx_scans'] == 12 and win['indexes']['public.idx']['app_scans'] == 7
+
+
 def test_progress_line():
     values = watch.sample_values(watch.window(reading(0), reading(5, upd=100, hot=0)), ['public.t'], ['public.idx'])
     line = watch.progress_line(2, 5.0, 60, values, [])
     assert line.startswith('watch sample 2 at 5 s of 60 s: HOT % t 0.0, upd/s 20.0, idx_scan new 0')
+    quiet = watch.sample_values(watch.window(reading(0), reading(5)), ['public.t'], [])
+    assert 'HOT' not in watch.progress_line(1, 0, 60, quiet, [])
