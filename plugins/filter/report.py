@@ -190,9 +190,12 @@ def _criterion(name, target, status, measured, detail=None):
     return dict(criterion=name, target=target, status=status, measured=measured, detail=detail)
 
 
-def success_criteria(rows, entries, build_result, verification, watch, target_pct, state):
-    """The runbook's Success Criteria table, each pass, fail or not measured, with what was measured."""
+def success_criteria(rows, entries, build_result, verification, watch, target_pct, state, rolled_back=()):
+    """The runbook's Success Criteria table, each pass, fail or not measured, with what was measured.
+    ``rolled_back``: the indexes the guard dropped after the watch (schema.name) - they do not count as created."""
     total = len(rows)
+    dropped = [r for r in rows if r['name'] in rolled_back
+               or '%s.%s' % (r.get('schema') or 'public', r['name']) in rolled_back]
     criteria = []
     if state == 'absent':
         gone = [r for r in rows if r.get('exists') is False]
@@ -207,6 +210,9 @@ def success_criteria(rows, entries, build_result, verification, watch, target_pc
         else:
             present = [r for r in rows if not r['build_failed'] and r.get('action') in BUILT + ('none',)]
             detail = 'from the build results (not verified)'
+        if dropped:
+            present = [r for r in present if r not in dropped]
+            detail += '; then dropped by the guard\'s rollback: %s' % ', '.join(r['name'] for r in dropped)
         criteria.append(_criterion('All indexes created', '%d/%d' % (total, total),
                                    'pass' if total and len(present) == total else 'fail',
                                    '%d/%d' % (len(present), total), detail))
@@ -385,7 +391,8 @@ def pgindex_report(inputs):
         details=dict(baseline=baseline.get('indexes'), verify=_list(verification.get('indexes'))),
         report_file=inputs.get('report_file'), latest_file=inputs.get('latest_file'),
     )
-    report['success_criteria'] = success_criteria(rows, entries, build_result, verification, watch, target, state)
+    report['success_criteria'] = success_criteria(rows, entries, build_result, verification, watch, target, state,
+                                                  _list(rollback.get('indexes')))
     report['sign_off'] = dict(
         prepared_by=inputs.get('prepared_by') or 'the change set %s' % report['changeset'],
         reviewed_and_approved_by=(report['awx'] or {}).get('approval'),

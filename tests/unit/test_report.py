@@ -122,6 +122,8 @@ def test_a_regressed_watch_fails_the_report_and_says_why():
     assert report['rollback'] == dict(rolled_back=True, reason='hot_ratio on public.ta', indexes=['idx_a'],
                                       verified_absent=True)
     assert [(q['phase'], q['sql']) for q in report['executed_sql']][-1] == ('rollback', 'DROP INDEX CONCURRENTLY public.idx_a')
+    created = criteria(report)['All indexes created']
+    assert created['status'] == 'fail' and created['measured'] == '0/1' and "guard's rollback: idx_a" in created['detail']
 
 
 def test_preflight_disk_figures_and_the_host_that_measured_them():
