@@ -44,7 +44,8 @@ class ActionModule(ActionBase):
             return result
         try:
             limits = watch.thresholds(args['thresholds'])
-        except Exception as exc:  # pylint: disable=broad-except  (SpecError: a clear message, never a traceback)
+        # a SpecError: a clear message, never a traceback
+        except Exception as exc:  # pylint: disable=broad-except
             result.update(failed=True, msg=getattr(exc, 'msg', str(exc)))
             return result
         base = dict(enabled=False, verdict='off', regressed=False, tripped=[], tripped_messages=[], rollback=False,

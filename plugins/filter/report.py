@@ -93,7 +93,8 @@ def operator(awx, local_user=None):
         return dict(name=local_user, email=None, source='local user')
     try:
         return dict(name=getpass.getuser(), email=None, source='local user')
-    except Exception:  # pylint: disable=broad-except  (no user name in the environment nor in passwd)
+    # no user name in the environment nor in passwd
+    except Exception:  # pylint: disable=broad-except
         return dict(name=None, email=None, source='unknown')
 
 
@@ -177,7 +178,8 @@ def index_rows(changeset, verification, entries, estimates):
     for name in names:
         if name is None:
             continue
-        row = _row(summary_by_name.get(name), by_name.get(name), estimates.get(name))
+        entry = by_name.get(name) or {}
+        row = _row(summary_by_name.get(name), entry, estimates.get(name, entry.get('estimate_s')))
         row['name'] = name
         if row['table'] is None:
             item = next((i for i in changeset if isinstance(i, dict) and i.get('name') == name), {})
@@ -258,10 +260,11 @@ def success_criteria(rows, entries, build_result, verification, watch, target_pc
     return criteria
 
 
-def executed_sql(entries, rollback):
-    """Every statement the run sent, in order, per index; the guard's rollback after the deploy's."""
+def executed_sql(entries, rollback, check_mode=False):
+    """Every statement the run sent (in check mode: would send), in order, per index; the guard's rollback after
+    the deploy's."""
     executed = []
-    for phase, source in (('deploy', entries), ('rollback', build_entries(_dict(rollback).get('build_result'),
+    for phase, source in (('planned (check mode)' if check_mode else 'deploy', entries), ('rollback', build_entries(_dict(rollback).get('build_result'),
                                                                           _dict(rollback).get('results')))):
         for entry in source:
             for query in _list(entry.get('queries')):
@@ -306,7 +309,7 @@ def table_lines(report):
             valid = '-' if r.get('valid') is None else ('yes' if r['valid'] else 'INVALID')
         if r.get('reduction_pct') is not None:
             reduction = '%s%s %%%s' % ('>= ' if r.get('at_least') else '', r['reduction_pct'],
-                                      ' ok' if r.get('meets_target') else ' MISSED')
+                                       ' ok' if r.get('meets_target') else ' MISSED')
         else:
             reduction = (r.get('latency_note') or (r['build_error'] if r['build_failed'] else None) or '-')[:60]
         lines.append(fmt % (
@@ -377,7 +380,7 @@ def pgindex_report(inputs):
         module_host=inputs.get('module_host'),
         ok=ok, verified=verified, state=state, target_reduction_pct=target,
         indexes=rows, problems=problems, warnings=warnings,
-        executed_sql=executed_sql(entries, rollback),
+        executed_sql=executed_sql(entries, rollback, bool(inputs.get('check_mode'))),
         leftovers=_list(build_result.get('leftovers')) or [lo for r in rows for lo in r['leftovers']],
         preflight=preflight_record(inputs.get('preflight'), inputs.get('preflight_results')),
         build=dict(started=bool(entries) or bool(build_result), failed=build_failed, msg=build_result.get('msg'),
@@ -393,6 +396,10 @@ def pgindex_report(inputs):
     )
     report['success_criteria'] = success_criteria(rows, entries, build_result, verification, watch, target, state,
                                                   _list(rollback.get('indexes')))
+    if report['check_mode']:
+        for criterion in report['success_criteria']:
+            if criterion['criterion'] != 'No deployment errors' or criterion['status'] == 'pass':
+                criterion.update(status=NOT_MEASURED, detail='check mode (dry run): nothing was changed')
     report['sign_off'] = dict(
         prepared_by=inputs.get('prepared_by') or 'the change set %s' % report['changeset'],
         reviewed_and_approved_by=(report['awx'] or {}).get('approval'),

@@ -462,8 +462,7 @@ def judge(before, win, limits, new_indexes=()):
             tripped.append(_trip(
                 'hot_ratio', 'HOT-update ratio of %s fell from %.1f %% (%s) to %.1f %% over %d updates in the watch: '
                 'a new index covers a column the application updates, so every update now writes every index '
-                '(limit: a drop of %g points)' % (name, ref, source, t['hot_ratio_pct'], t['updates'],
-                                                   limits['max_hot_ratio_drop']),
+                '(limit: a drop of %g points)' % (name, ref, source, t['hot_ratio_pct'], t['updates'], limits['max_hot_ratio_drop']),
                 t['hot_ratio_pct'], limits['max_hot_ratio_drop'], ref, name, updates=t['updates']))
         if t.get('table_growth_bytes') is not None and t['table_growth_bytes'] > GROWTH_FLOOR_BYTES \
                 and (t.get('table_growth_pct') or 0) > limits['max_table_growth']:
@@ -561,6 +560,6 @@ def sample_values(win, tables, new_indexes):
 def progress_line(n, elapsed_s, duration_s, values, tripped):
     """One line per sample; a table without updates (its HOT ratio '-') is left out of the line, not of the series."""
     shown = ', '.join('%s %s' % (k, v) for k, v in values.items() if not (k.startswith('HOT ') and v == '-'))
-    return 'watch sample %d at %.0f s of %.0f s: %s%s' % (
-        n, elapsed_s, duration_s, shown, (' | TRIPPED: ' + '; '.join(t['signal'] + (' ' + t['table'] if t['table'] else '')
-                                                                      for t in tripped)) if tripped else '')
+    trips = '; '.join(t['signal'] + (' ' + t['table'] if t['table'] else '') for t in tripped)
+    return 'watch sample %d at %.0f s of %.0f s: %s%s' % (n, elapsed_s, duration_s, shown,
+                                                        (' | TRIPPED: ' + trips) if tripped else '')

@@ -158,12 +158,12 @@ def test_a_lock_pile_up_fails_the_watch_and_names_the_blocker(db, tmp_path):
         cur.execute('LOCK TABLE payments IN SHARE MODE')
     waiters = []
     try:
-        for _ in range(3):
-            conn = db.connect(application_name='checkout')
+        for number in range(3):
+            conn = db.connect(application_name='checkout', options='-c statement_timeout=0 -c lock_timeout=0')
             thread = threading.Thread(target=lambda c=conn: c.cursor().execute(
                 'UPDATE payments SET status = status WHERE id = 1'), daemon=True)
             thread.start()
-            waiters.append((conn, thread))
+            waiters.append((number, conn, thread))
         wait_until(db, "SELECT count(*) = 3 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                        " AND application_name = 'checkout'")
         (tmp_path / 'watch.yml').write_text(WATCH_PLAYBOOK)
@@ -172,7 +172,7 @@ def test_a_lock_pile_up_fails_the_watch_and_names_the_blocker(db, tmp_path):
         blocker.rollback()
         blocker_pid = blocker.get_backend_pid()
         blocker.close()
-        for conn, thread in waiters:
+        for _number, conn, thread in waiters:
             thread.join(30)
             conn.close()
     assert rc != 0, out

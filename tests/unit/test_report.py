@@ -134,3 +134,10 @@ def test_preflight_disk_figures_and_the_host_that_measured_them():
     report = pgindex_report(dict(preflight_results=checks))['report']
     assert report['preflight']['status'] == 'pass' and report['preflight']['disk']['measured_on'] == 'db1'
     assert report['preflight']['disk']['filesystems'][0]['mount'] == '/'
+
+
+def test_a_dry_run_records_the_planned_sql_and_measures_nothing():
+    build = dict(failed=False, indexes=[dict(ok_entry('idx_a', 'ta'), duration_s=0.0)])
+    report = pgindex_report(dict(indexes=CHANGESET[:1], build_result=build, check_mode=True))['report']
+    assert report['ok'] is True and report['executed_sql'][0]['phase'] == 'planned (check mode)'
+    assert set(c['status'] for c in report['success_criteria']) == {'not measured'}
