@@ -264,8 +264,8 @@ def executed_sql(entries, rollback, check_mode=False):
     """Every statement the run sent (in check mode: would send), in order, per index; the guard's rollback after
     the deploy's."""
     executed = []
-    for phase, source in (('planned (check mode)' if check_mode else 'deploy', entries), ('rollback', build_entries(_dict(rollback).get('build_result'),
-                                                                          _dict(rollback).get('results')))):
+    rolled_back = build_entries(_dict(rollback).get('build_result'), _dict(rollback).get('results'))
+    for phase, source in (('planned (check mode)' if check_mode else 'deploy', entries), ('rollback', rolled_back)):
         for entry in source:
             for query in _list(entry.get('queries')):
                 executed.append(dict(phase=phase, index=entry.get('name'), sql=query))

@@ -361,7 +361,8 @@ def own_scans(readings):
 
 def window(a, b, own_index_scans=None):
     """Every signal between readings ``a`` and ``b`` (b later). ``own_index_scans``: own_scans() of the readings
-    from ``a`` up to, not including, ``b``, so idx_scan counts the application's scans only."""
+    from ``a`` up to, not including, ``b``, so idx_scan and pg_stat_statements calls count the application's only
+    (the mean covers every execution, the watch's own included)."""
     seconds = round(b['at'] - a['at'], 3)
     zero = dict(commits=0, rollbacks=0)
     own = dict((k, (b.get('own_cum') or zero)[k] - (a.get('own_cum') or zero)[k]) for k in zero)
@@ -402,8 +403,10 @@ def window(a, b, own_index_scans=None):
         if before is None:
             continue
         calls = after['calls'] - before['calls']
-        statements[name] = dict(calls=calls, mean_ms=round((after['total_exec_time_ms'] - before['total_exec_time_ms'])
-                                                           / calls, 3) if calls > 0 else None)
+        own = (own_index_scans or {}).get(name, 0)
+        statements[name] = dict(calls=calls, app_calls=max(0, calls - own), own_calls=own,
+                                mean_ms=round((after['total_exec_time_ms'] - before['total_exec_time_ms']) / calls, 3)
+                                if calls > 0 else None)
     return dict(
         seconds=seconds, transactions=xacts, own_transactions=own, transactions_per_s=_per_s(xacts, seconds),
         rollbacks=rollbacks, rollbacks_per_s=_per_s(rollbacks, seconds),
@@ -561,5 +564,5 @@ def progress_line(n, elapsed_s, duration_s, values, tripped):
     """One line per sample; a table without updates (its HOT ratio '-') is left out of the line, not of the series."""
     shown = ', '.join('%s %s' % (k, v) for k, v in values.items() if not (k.startswith('HOT ') and v == '-'))
     trips = '; '.join(t['signal'] + (' ' + t['table'] if t['table'] else '') for t in tripped)
-    return 'watch sample %d at %.0f s of %.0f s: %s%s' % (n, elapsed_s, duration_s, shown,
-                                                        (' | TRIPPED: ' + trips) if tripped else '')
+    suffix = (' | TRIPPED: ' + trips) if tripped else ''
+    return 'watch sample %d at %.0f s of %.0f s: %s%s' % (n, elapsed_s, duration_s, shown, suffix)

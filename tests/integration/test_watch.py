@@ -12,8 +12,13 @@ import threading
 import psycopg2
 import yaml
 
+import demo_data
+from helpers.modules import run_module
 from helpers.playbooks import SIX, playbook, recap
+from helpers.servers import params, temporary_server
 from helpers.sessions import wait_until
+
+from ansible_collections.chefcloud.pgindex.plugins.module_utils import watch
 
 WATCH = ('-e', 'pgindex_watch_duration=4', '-e', 'pgindex_watch_interval=1', '-e', 'pgindex_watch_snapshot_window=2',
          '-e', 'pgindex_progress_interval=1')
@@ -180,3 +185,33 @@ def test_a_lock_pile_up_fails_the_watch_and_names_the_blocker(db, tmp_path):
     assert '3 sessions wait on locks (limit 2); blocked by pid %d (user' % blocker_pid in out
     assert "application 'nightly-report', idle in transaction" in out and 'holding ShareLock' in out
     assert 'LOCK TABLE payments IN SHARE MODE' in out
+
+
+def test_benefit_pg_stat_statements_calls_of_the_verification_query_are_the_applications(tmp_path):
+    """On a server with pg_stat_statements loaded, the watch counts the application's executions of the change set's
+    verification query between two readings (its own timed executions are subtracted)."""
+    with temporary_server('test-watch-pgss', settings={'shared_preload_libraries': 'pg_stat_statements'}) as server:
+        conn = psycopg2.connect(server.dsn())
+        conn.autocommit = True
+        conn.cursor().execute('CREATE DATABASE watch')
+        conn.close()
+        conn = psycopg2.connect(server.dsn('watch'))
+        conn.autocommit = True
+        conn.cursor().execute('CREATE EXTENSION pg_stat_statements')
+        demo_data.load(conn, 2000, log=lambda *a: None)
+        query = 'SELECT * FROM payments WHERE org_id = %(org)s AND status = %(status)s'
+        item = dict(name='idx_payments_org_status_created', table='payments', columns=['org_id', 'status'],
+                    verify=dict(query=query, params=dict(org='ORG_00001', status='captured')))
+        args = dict(params(server, 'watch'), mode='sample', indexes=[item], latency_samples=3)
+        failed, first = run_module('pg_index_watch', args)
+        assert not failed, first
+        for _attempt in range(7):                     # the application
+            conn.cursor().execute("SELECT * FROM payments WHERE org_id = 'ORG_00002' AND status = 'pending'")
+        conn.close()
+        failed, second = run_module('pg_index_watch', args)
+        assert not failed, second
+    a, b = first['reading'], second['reading']
+    assert a['statements']['status'] == 'reported' and a['statements']['queries']['idx_payments_org_status_created']['query_identifier']
+    win = watch.window(a, b, watch.own_scans([a]))
+    stats = win['statements']['idx_payments_org_status_created']
+    assert stats == dict(calls=10, app_calls=7, own_calls=3, mean_ms=stats['mean_ms']) and stats['mean_ms'] > 0
