@@ -57,7 +57,7 @@ demo: venv
 	$(DEMO_ENV) $(BIN)/python tools/demo_data.py --rows $(ROWS) --create-db $(DEMO_DB)
 	$(DEMO_ENV) $(BIN)/ansible-playbook playbooks/deploy_indexes.yml -i inventories/local $(DEMO_REPORT)
 	@echo "Demo server: $(DEMO_ENV)   (stop it with: make demo-stop)"
-	@echo "Verification report: $(DEMO_REPORT_DIR)/001_franchise_indexes.local-db.md (and .json)"
+	@echo "Verification report: $(DEMO_REPORT_DIR)/001_franchise_indexes.local-db.latest.md (and .json; one pair per run too)"
 
 verify-demo: venv
 	$(DEMO_ENV) $(BIN)/ansible-playbook playbooks/verify_indexes.yml -i inventories/local $(DEMO_REPORT)

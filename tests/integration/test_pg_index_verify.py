@@ -168,7 +168,7 @@ def test_a_slow_query_is_cut_by_statement_timeout(db):
 # --- the role: baseline before the build, verify and report after it --------------------------
 
 def read_report(report_dir):
-    return json.loads((report_dir / '001_franchise_indexes.local-db.json').read_text())
+    return json.loads((report_dir / '001_franchise_indexes.local-db.latest.json').read_text())
 
 
 def test_deploy_reports_before_after_then_no_change(db, tmp_path):
@@ -188,7 +188,7 @@ def test_deploy_reports_before_after_then_no_change(db, tmp_path):
         assert row['p95_before_ms'] == approx_ms(p95(baseline[row['name']]['latency']['samples_ms']))
         assert row['reduction_pct'] == round((row['p95_before_ms'] - row['p95_after_ms']) / row['p95_before_ms'] * 100, 1)
     assert report['sampling']['baseline']['executions'] == 36 and report['sampling']['verify']['executions'] == 186
-    markdown = (tmp_path / '001_franchise_indexes.local-db.md').read_text()
+    markdown = (tmp_path / '001_franchise_indexes.local-db.latest.md').read_text()
     assert '| `idx_fr_overview_org_period` | created |' in markdown and '**PASSED**' in markdown
     assert 'verification of change set 001_franchise_indexes on local-db' in out
 
@@ -214,7 +214,7 @@ def test_verify_playbook_reports_a_failure_then_fails(db, tmp_path):
     assert report['ok'] is False and len(report['problems']) == 1
     drifted = [row for row in report['indexes'] if row['name'] == 'idx_inv_batches_org_sku'][0]
     assert drifted['definition_matches'] is False and drifted['action'] is None
-    assert '**drift**' in (tmp_path / '001_franchise_indexes.local-db.md').read_text()
+    assert '**drift**' in (tmp_path / '001_franchise_indexes.local-db.latest.md').read_text()
 
     for name in SIX:
         db.query('DROP INDEX %s' % name)

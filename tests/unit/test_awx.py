@@ -104,7 +104,10 @@ class FakeController(object):
     applied by the tests below to the recorded requests, where a failure names the rule."""
 
     RELATED = ('survey_spec', 'credentials', 'labels', 'instance_groups', 'update', 'notification_templates_started',
-               'notification_templates_success', 'notification_templates_error', 'hosts', 'children')
+               'notification_templates_success', 'notification_templates_error', 'hosts', 'children',
+               'success_nodes', 'failure_nodes', 'always_nodes', 'notification_templates_approvals')
+    # /api/v2/unified_job_templates/ lists these (a workflow node names its job template through it)
+    UNIFIED = ('job_templates', 'workflow_job_templates', 'workflow_approval_templates', 'projects')
 
     def __init__(self):
         self.objects = {'organizations': {1: self._object('organizations', 1, {'name': 'Default'})}}
@@ -145,6 +148,9 @@ class FakeController(object):
             if not parts:
                 return 200, {}
             endpoint, rest = parts[0], parts[1:]
+            if endpoint == 'unified_job_templates' and not rest and method == 'GET':
+                found = [o for e in self.UNIFIED for o in self.objects.get(e, {}).values()]
+                return 200, self._list([o for o in found if self._matches(o, query)])
             store = self.objects.setdefault(endpoint, {})
             if not rest:
                 if method == 'GET':
@@ -170,6 +176,14 @@ class FakeController(object):
                 if method == 'POST':
                     obj['_survey_spec'] = body
                     return 200, {}
+            elif rest[1] == 'create_approval_template' and method == 'POST':
+                # AWX: the approval template of a workflow node is created through the node, which then refers to it
+                templates = self.objects.setdefault('workflow_approval_templates', {})
+                oid = self.next_id = self.next_id + 1
+                templates[oid] = self._object('workflow_approval_templates', oid, body)
+                obj['unified_job_template'] = oid
+                obj['related']['unified_job_template'] = templates[oid]['url']
+                return 201, templates[oid]
             elif rest[1] == 'update' and method == 'POST':
                 update = self._project_update(obj)
                 return 202, update
@@ -682,3 +696,35 @@ def test_job_templates_are_the_four_intended(configured):
                                                                                     ee['id'])
         assert obj['_associations']['credentials'] == [credential['id']]
         assert obj['ask_limit_on_launch'] is True and obj['allow_simultaneous'] is False
+
+
+def test_workflow_deploy_with_approval(configured):
+    """Dry run (check + diff) -> approval node with a timeout -> deploy (with the watch), as the controller holds it."""
+    controller = configured.controller
+    (workflow,) = controller.find('workflow_job_templates', name='Deploy with approval')
+    settings = load_yaml(CONFIGURE)[0]['vars']['pgindex_awx_workflow']
+    assert workflow['survey_enabled'] is True and workflow['_survey_spec'] == load_yaml(AWX / settings['survey'])
+    assert controller_survey_errors(workflow['_survey_spec']) == []
+    assert workflow['ask_limit_on_launch'] is True and workflow['allow_simultaneous'] is False
+    extra_vars = workflow['extra_vars'] if isinstance(workflow['extra_vars'], dict) else yaml.safe_load(workflow['extra_vars'])
+    assert extra_vars['pgindex_watch_duration'] == 3600 and extra_vars['pgindex_watch_on_regression'] == 'rollback'
+    options = load_yaml(ARGUMENT_SPECS)['argument_specs']['deploy']['options']
+    assert set(extra_vars) <= set(options), 'the workflow sets variables the deploy entry point does not accept'
+    nodes = dict((n['identifier'], n) for n in controller.find('workflow_job_template_nodes', workflow_job_template=workflow['id']))
+    assert sorted(nodes) == ['approval', 'deploy', 'dry-run']
+    (dry_run,) = controller.find('job_templates', name='Deploy indexes (dry run)')
+    (deploy,) = controller.find('job_templates', name='Deploy indexes')
+    assert (dry_run['job_type'], dry_run['diff_mode']) == ('check', True)
+    assert nodes['dry-run']['unified_job_template'] == dry_run['id']
+    assert nodes['deploy']['unified_job_template'] == deploy['id']
+    (approval,) = controller.find('workflow_approval_templates')
+    assert nodes['approval']['unified_job_template'] == approval['id']
+    assert approval['timeout'] == settings['approval_timeout'] > 0 and approval['name'] == settings['approval_name']
+
+    def successors(node):
+        return node.get('_associations', {}).get('success_nodes', [])
+    assert successors(nodes['dry-run']) == [nodes['approval']['id']]
+    assert successors(nodes['approval']) == [nodes['deploy']['id']]
+    assert successors(nodes['deploy']) == []
+    # one of each, also after the second run (which changed nothing: test_every_awx_task_ran_...)
+    assert len(controller.find('workflow_approval_templates')) == 1 and len(nodes) == 3

@@ -16,7 +16,7 @@ import pytest
 
 testinfra_hosts = ['local://']
 
-REPORT = '001_franchise_indexes.db'
+REPORT = '001_franchise_indexes.db.latest'   # each run also keeps <change set>.<host>.<start time>.json
 
 
 def _connect(address, port):
