@@ -26,6 +26,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog, verify
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.changeset import read_changeset
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import SpecError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.execute import apply_session_settings, duration_seconds, one_line
@@ -286,20 +287,20 @@ def chain(previous, reading):
 
 
 def targets(conn, items, default_schema):
-    """(tables, indexes, {index: bound verification query}) of a change set's entries."""
+    """(tables, indexes, {index: bound verification query}) of a change set's entries, read by the one
+    change-set reader (changeset.read_changeset)."""
     if not isinstance(items, list) or not items:
         raise SpecError('indexes must be a non-empty list of change set entries (name, table, schema, verify)')
     tables, indexes, queries = [], [], {}
-    for item in items:
-        if not isinstance(item, dict) or not item.get('name') or not item.get('table'):
-            raise SpecError('each entry of indexes must be a dict with at least name and table, got %r' % (item,))
-        schema = item.get('schema') or default_schema
-        if (schema, item['table']) not in tables:
-            tables.append((schema, item['table']))
-        indexes.append((schema, item['name']))
-        query = verify.VerifyQuery.from_item(item)
+    for entry in read_changeset(items, dict(schema=default_schema), require_definition=False):
+        if not entry.params.get('table'):
+            raise SpecError('index %s: the watch needs the table of every entry' % entry.name)
+        if (entry.schema, entry.params['table']) not in tables:
+            tables.append((entry.schema, entry.params['table']))
+        indexes.append((entry.schema, entry.name))
+        query = verify.VerifyQuery.from_entry(entry)
         if query is not None:
-            queries[item['name']] = query.bind(conn)
+            queries[entry.name] = query.bind(conn)
     return tables, indexes, queries
 
 

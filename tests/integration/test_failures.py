@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import yaml
 
 from helpers.playbooks import playbook
 
@@ -22,13 +23,17 @@ def deploy(db, tmp_path, path, *args, entry='deploy_indexes'):
 
 def last_message(out):
     """The msg of the last failed task (the play's final word)."""
-    failures = re.findall(r'^fatal: .*?\n(?:.*\n)*?(?=\S|\Z)', out, re.M)
+    failures = re.findall(r'^fatal: .*?\n((?:.*\n)*?)(?=\S|\Z)', out, re.M)
     assert failures, out
-    return ' '.join(failures[-1].split())
+    try:  # the callback prints the result as YAML: read msg as YAML reads it (quotes undone)
+        message = yaml.safe_load(failures[-1]).get('msg')
+    except (yaml.YAMLError, AttributeError):
+        message = None
+    return ' '.join(str(message if message is not None else failures[-1]).split())
 
 
 def report(tmp_path, name='ft'):
-    path = tmp_path / 'reports' / ('%s.local-db.json' % name)
+    path = tmp_path / 'reports' / ('%s.local-db.latest.json' % name)
     return json.loads(path.read_text()) if path.exists() else None
 
 
