@@ -37,11 +37,13 @@ def index_params(item, defaults):
     return result.validated_parameters
 
 
-def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True, check_mode=False):
+def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True, check_mode=False, control=None):
     """Bring every index of ``items`` to its state; return (results in change-set order, seconds).
 
     A failed index gives a result with ``failed``, ``msg`` and the failure details; with
     ``stop_on_failure`` no index starts after a failure and those left get the action ``not started``.
+    ``control`` (jobcontrol.JobControl of a background job): no index starts once it is cancelled,
+    and it hears of every result.
     """
     params = [index_params(item, defaults) for item in items]
     names = [p['name'] for p in params]
@@ -49,6 +51,15 @@ def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True
         raise SpecError('indexes lists an index twice: %s' % ', '.join(sorted(n for n in set(names) if names.count(n) > 1)))
 
     def work(p):
+        if control is not None and control.cancelled():
+            return dict(name=p['name'], schema=p['schema'], table=p.get('table'), failed=True, changed=False,
+                        action=NOT_STARTED, msg='not started: %s' % control.cancelled())
+        result = _work(p)
+        if control is not None:
+            control.index_done(result)
+        return result
+
+    def _work(p):
         try:
             settings, options = split_params(p)
             result = ensure_index(connect, IndexSpec.from_params(p), p['state'], settings,
