@@ -35,19 +35,23 @@ PROGRESS = 'chefcloud.pgindex.pg_index_progress'
 # Options of the module itself; every other task argument is a connection option (module_defaults).
 SET_OPTIONS = ('indexes', 'defaults', 'parallelism', 'on_error', 'db_cpus', 'cpu_share', 'off_peak')
 LOOP_OPTIONS = ('progress_interval', 'build_timeout', 'heartbeat_timeout', 'detach', 'preflight')
+NOT_STARTED = 'not started'
 # How long Ctrl-C waits for the job to cancel its builds and clean up.
 CANCEL_WAIT = 60
 # Polls in a row that must find the job's process gone (and no result) to call it dead.
 DEAD_POLLS = 2
 
 
-class Interrupted(Exception):
+class Interrupted(BaseException):  # like KeyboardInterrupt: no "except Exception" on the way swallows it
     def __init__(self, signum):
         super(Interrupted, self).__init__(signum)
         self.signum = signum
 
 
 def _raise_interrupted(signum, frame):
+    # once: ansible-playbook follows its SIGINT with a SIGTERM, which must not cut the cancellation short
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_IGN)
     raise Interrupted(signum)
 
 
@@ -102,6 +106,9 @@ class ActionModule(ActionBase):
             else:
                 result.update(self._background(args))
         finally:
+            # ``failed`` does not survive the role's failed_when: false; this does
+            result['build_failed'] = bool(result.get('failed')) or any(
+                r.get('failed') for r in result.get('indexes') or []) or 'indexes' not in result
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
 
@@ -126,9 +133,10 @@ class ActionModule(ActionBase):
         return res
 
     # ------------------------------------------------------------------ background job + loop
-    def _progress(self, jid, token, cancel=False, states=False, cleanup=False):
+    def _progress(self, jid, token, cancel=False, states=False, cleanup=False, cancel_orphans=()):
         args = dict(self.conn_args, tables=self.indexes,
-                    job=dict(jid=jid, async_dir=self.async_dir, token=token, cancel=cancel, cleanup=cleanup))
+                    job=dict(jid=jid, async_dir=self.async_dir, token=token, cancel=cancel, cleanup=cleanup,
+                             cancel_orphans=list(cancel_orphans)))
         if states:
             args['indexes'] = self.indexes
         return self._execute_module(module_name=PROGRESS, module_args=args, task_vars=self.task_vars)
@@ -137,27 +145,27 @@ class ActionModule(ActionBase):
         self.async_dir = self._remote_expand_user(self.get_shell_option('async_dir', default='~/.ansible_async'))
         token = uuid.uuid4().hex
         args['job'] = dict(async_dir=self.async_dir, token=token, heartbeat_timeout=self.heartbeat_timeout)
-        self._task.async_val = self.build_timeout
-        try:
-            started = self._execute_module(module_name=MODULE, module_args=args, task_vars=self.task_vars,
-                                           wrap_async=True)
-        finally:
-            self._task.async_val = 0
-        if started.get('failed') or 'ansible_job_id' not in started:
-            return started
-        jid = started['ansible_job_id']
         self.parent = os.getppid()
+        self.out_fd = self._controller_output()
         handlers = {}
         for signum in (signal.SIGINT, signal.SIGTERM):
             try:
                 handlers[signum] = signal.signal(signum, _raise_interrupted)
             except (ValueError, OSError):  # not the main thread
                 pass
+        jid = None
         try:
+            self._task.async_val = self.build_timeout
+            try:
+                started = self._execute_module(module_name=MODULE, module_args=args, task_vars=self.task_vars,
+                                               wrap_async=True)
+            finally:
+                self._task.async_val = 0
+            if started.get('failed') or 'ansible_job_id' not in started:
+                return started
+            jid = started['ansible_job_id']
             return self._follow(jid, token)
         except Interrupted as exc:
-            for signum in handlers:
-                signal.signal(signum, signal.SIG_IGN)   # the controller's follow-up SIGTERM must not cut the cleanup
             return self._interrupted(jid, token, exc.signum)
         finally:
             for signum, handler in handlers.items():
@@ -165,6 +173,16 @@ class ActionModule(ActionBase):
                     signal.signal(signum, handler)
                 except (ValueError, OSError, TypeError):
                     pass
+            if self.out_fd is not None:
+                os.close(self.out_fd)
+
+    def _controller_output(self):
+        """ansible-playbook's own stdout (Linux), for the lines printed after Ctrl-C: the worker's stdio is
+        /dev/null and ansible-playbook stops reading its Display queue once interrupted."""
+        try:
+            return os.open('/proc/%d/fd/1' % self.parent, os.O_WRONLY | os.O_APPEND)
+        except OSError:
+            return None
 
     def _follow(self, jid, token):
         start = time.monotonic()
@@ -218,13 +236,14 @@ class ActionModule(ActionBase):
         for build in builds:
             left = tracker.update(build.get('pid'), build, now, self.estimates.get(build.get('index')))
             remaining.append(left)
-            lines.append('  %s%s' % (build.get('line'), '' if left is None else ', ETA %s' % eta.human_seconds(left)))
+            lines.append('  %s%s' % (build.get('line'), '' if left is None else ', ETA %s%s' % (
+                eta.human_seconds(left), ' after the wait' if build.get('waiting_for') else '')))
         waiting = [self.estimates.get(i['name'], 0.0) for i in self.indexes
                    if i['name'] not in done_names and i['name'] not in building]
         total_left = eta.overall_remaining(remaining, waiting, state.get('parallelism') or 1)
         header = '[%s] %d of %d done, %d building, elapsed %s, ETA %s' % (
             time.strftime('%H:%M:%S'), len(done), len(self.indexes), len(builds), eta.human_seconds(elapsed),
-            eta.human_seconds(total_left))
+            eta.human_seconds(total_left) + (' + the waits' if any(b.get('waiting_for') for b in builds) else ''))
         if poll.get('progress_error'):
             header += ' (progress not readable: %s)' % poll['progress_error']
         return [header] + lines
@@ -250,7 +269,9 @@ class ActionModule(ActionBase):
 
     def _died(self, jid, token, polls, elapsed, detail=None, timed_out=False):
         """The job is gone without a result: re-observe the catalog and report done / not built / leftovers."""
-        seen = self._progress(jid, token, states=True, cleanup=True)
+        seen = self._progress(jid, token, states=True, cleanup=True,
+                              cancel_orphans=self.last_state.get('backends') or [])
+        orphans = (seen.get('job') or {}).get('orphans_cancelled') or []
         done = dict((d.get('name'), d) for d in self.last_state.get('done') or [])
         indexes, leftovers, built, missing = [], [], [], []
         for state in seen.get('states') or []:
@@ -278,20 +299,32 @@ class ActionModule(ActionBase):
                 missing.append(name)
             r['estimate_s'] = self.estimates.get(name, 0.0)
             indexes.append(r)
+        if detail and 'Traceback' in str(detail):
+            # async_wrapper's own traceback when the module printed nothing: keep its last line only
+            detail = 'the module process ended without output (killed by a signal?); async_wrapper: %s' % (
+                [line for line in str(detail).splitlines() if line.strip()][-1].strip())
         why = ('the build job %s did not end within build_timeout (%d s)' % (jid, self.build_timeout) if timed_out
                else 'the build job %s (pid %s) died without a result%s' % (
-                   jid, self.last_state.get('pid', '?'), (': ' + ' '.join(str(detail).split())[:200]) if detail else ''))
-        msg = '%s. Done: %s. Not built: %s.%s' % (
-            why, ', '.join(built) or 'none', ', '.join(missing) or 'none',
+                   jid, self.last_state.get('pid', '?'), (': ' + ' '.join(str(detail).split())[:300]) if detail else ''))
+        msg = '%s.%s Done: %s. Not built: %s.%s' % (
+            why, (' Its builds still running in the server were cancelled (pid %s).' % ', '.join(str(p) for p in orphans))
+            if orphans else '', ', '.join(built) or 'none', ', '.join(missing) or 'none',
             (' INVALID leftovers: %s' % '; '.join(l['drop_sql'] for l in leftovers)) if leftovers else '')
         display.display('[%s] %s' % (time.strftime('%H:%M:%S'), msg))
         return dict(failed=True, changed=bool(built), msg=msg, indexes=indexes, leftovers=leftovers,
-                    job=self._job_facts(jid, polls, elapsed, died=True))
+                    job=self._job_facts(jid, polls, elapsed, died=True, orphans_cancelled=orphans,
+                                        backends=self.last_state.get('backends') or [],
+                                        progress_error=seen.get('progress_error')))
 
     def _interrupted(self, jid, token, signum):
         """Ctrl-C: ask the job to cancel, wait for it, print what was cancelled (straight to the terminal:
         ansible-playbook itself may already be gone)."""
         name = 'SIGINT' if signum == signal.SIGINT else 'SIGTERM'
+        if jid is None:
+            msg = ('interrupted (%s) while starting the build job: if it started, it cancels its builds after its '
+                   'heartbeat timeout (%d s)' % (name, self.heartbeat_timeout))
+            self._say(msg)
+            return dict(failed=True, msg=msg, job=dict(jid=None, interrupted=True))
         if self.detach:
             msg = ('interrupted (%s): stopped following the build job %s, which goes on (pgindex_detach); '
                    'follow it with ansible.builtin.async_status jid=%s' % (name, jid, jid))
@@ -322,21 +355,29 @@ class ActionModule(ActionBase):
                    'after its heartbeat timeout (%d s)' % (name, jid, CANCEL_WAIT, self.heartbeat_timeout))
             self._say(msg)
             return dict(failed=True, msg=msg, job=dict(jid=jid, interrupted=True))
-        cancelled = [r['name'] for r in res['indexes'] if r.get('failed')]
-        done = [r['name'] for r in res['indexes'] if not r.get('failed')]
+        cancelled = [r['name'] for r in res['indexes'] if r.get('failed') and r.get('action') != NOT_STARTED]
+        skipped = [r['name'] for r in res['indexes'] if r.get('action') == NOT_STARTED]
+        done = [r['name'] for r in res['indexes'] if not r.get('failed') and r.get('action') != NOT_STARTED]
         cleaned = [c for r in res['indexes'] for c in r.get('cleaned_up') or []]
-        msg = 'interrupted (%s): cancelled %s; done before: %s; INVALID leftovers dropped: %s' % (
-            name, ', '.join(cancelled) or 'nothing', ', '.join(done) or 'none', ', '.join(cleaned) or 'none')
+        left = [l.get('drop_sql') for r in res['indexes'] for l in r.get('leftovers') or []]
+        msg = 'interrupted (%s): cancelled %s; not started: %s; done before: %s; INVALID leftovers dropped: %s%s' % (
+            name, ', '.join(cancelled) or 'nothing', ', '.join(skipped) or 'none', ', '.join(done) or 'none',
+            ', '.join(cleaned) or 'none', ('; still to drop: %s' % '; '.join(left)) if left else '')
+        for r in res['indexes']:
+            if r.get('action') == NOT_STARTED:
+                r['failed'] = True
         self._say(msg)
         for key in ('ansible_job_id', 'started', 'finished', 'results_file'):
             res.pop(key, None)
         res.update(failed=True, msg=msg + '. ' + (res.get('msg') or ''), job=dict(jid=jid, interrupted=True))
         return res
 
-    @staticmethod
-    def _say(text):
+    def _say(self, text):
         # not through Display: after Ctrl-C the controller stops reading its workers' queue
-        try:
-            os.write(1, ('%s\n' % text).encode('utf-8', 'replace'))
-        except OSError:
-            display.display(text)
+        if self.out_fd is not None:
+            try:
+                os.write(self.out_fd, ('%s\n' % text).encode('utf-8', 'replace'))
+                return
+            except OSError:
+                pass
+        display.display(text)

@@ -102,9 +102,31 @@ def job_status(async_dir, jid, token, cancel=False, heartbeat=True, cleanup=Fals
             # the job may have written its result between the two reads
             data = read_json(results_file)
             finished = data is not None and ('started' not in data or bool(data.get('finished')))
-    if cleanup:
+    if cleanup or finished:
         remove(files['state'], files['heartbeat'], files['cancel'])
     return dict(finished=finished, alive=alive, state=state or {}, results_file=results_file)
+
+
+CANCEL_BUILDS_QUERY = ('SELECT pg_cancel_backend(p.pid) FROM pg_stat_progress_create_index p'
+                       ' WHERE p.pid = ANY(%s)')
+RUNNING_BUILDS_QUERY = 'SELECT count(*) FROM pg_stat_progress_create_index p WHERE p.pid = ANY(%s)'
+
+
+def cancel_builds(conn, pids, wait=0.0, sleep=time.sleep):
+    """pg_cancel_backend of the backends among ``pids`` that run a CREATE INDEX (never a cleanup DROP);
+    with ``wait``, wait up to that many seconds for them to end. Returns how many still build."""
+    pids = [int(p) for p in pids or []]
+    if not pids:
+        return 0
+    deadline = time.monotonic() + wait
+    with conn.cursor() as cur:
+        cur.execute(CANCEL_BUILDS_QUERY, (pids,))
+        while True:
+            cur.execute(RUNNING_BUILDS_QUERY, (pids,))
+            running = cur.fetchone()[0]
+            if not running or time.monotonic() >= deadline:
+                return running
+            sleep(0.2)
 
 
 class JobControl(object):
@@ -138,6 +160,9 @@ class JobControl(object):
     def register(self, conn):
         with self._lock:
             self._conns.append(conn)
+            # a dead job's builds go on in the server: the controller cancels them by these pids
+            self.state.setdefault('backends', []).append(conn.get_backend_pid())
+            self._write()
         return conn
 
     def cancelled(self):
@@ -192,9 +217,7 @@ class JobControl(object):
         try:
             if self._monitor is None or self._monitor.closed:
                 self._monitor = self.connect_monitor()
-            with self._monitor.cursor() as cur:
-                cur.execute('SELECT pg_cancel_backend(p.pid) FROM pg_stat_progress_create_index p'
-                            ' WHERE p.pid = ANY(%s)', (pids,))
+            cancel_builds(self._monitor, pids)
         except Exception:  # pylint: disable=broad-except
             # the monitor's session failed: try again in a second with a new one
             if self._monitor is not None and not self._monitor.closed:

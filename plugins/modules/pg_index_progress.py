@@ -141,6 +141,7 @@ ARGUMENT_SPEC = dict(
         token=dict(type='str', required=True),
         cancel=dict(type='bool', default=False),
         cleanup=dict(type='bool', default=False),
+        cancel_orphans=dict(type='list', elements='int', default=[]),
     )),
 )
 
@@ -172,6 +173,12 @@ def run(module):
         conn = module.connect()
         result['builds'] = build_progress(conn, tables)
         result['server_version_num'] = conn.server_version
+        if job and job['cancel_orphans']:
+            # the job died: its builds go on in the server without a client; stop them before looking
+            backends = job['cancel_orphans']
+            result['job']['orphans_cancelled'] = [b['pid'] for b in result['builds'] if b['pid'] in backends]
+            jobcontrol.cancel_builds(conn, backends, wait=10)
+            result['builds'] = build_progress(conn, tables)
         if params['indexes']:
             result['states'] = index_states(conn, params['indexes'])
     except (PgIndexError, psycopg2.Error) as exc:
