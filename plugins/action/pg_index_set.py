@@ -119,8 +119,9 @@ class ActionModule(ActionBase):
             lines = []
             for r in res.get('indexes') or []:
                 if r.get('estimate_s'):
-                    lines.append('  %s on %s.%s: %s, estimated %s' % (r.get('name'), r.get('schema'), r.get('table'),
-                                                                    r.get('action'), eta.human_seconds(r['estimate_s'])))
+                    lines.append('  %s on %s.%s: %s, estimated %s' % (
+                        r.get('name'), r.get('schema'), r.get('table'), r.get('action'),
+                        eta.human_seconds(r['estimate_s'])))
             if lines:
                 total = sum(r.get('estimate_s') or 0 for r in res.get('indexes') or [])
                 conc = res.get('concurrency') or {}

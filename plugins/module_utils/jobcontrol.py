@@ -171,8 +171,8 @@ class JobControl(object):
 
     def index_done(self, result):
         with self._lock:
-            self.state['done'].append(dict((k, result.get(k)) for k in ('name', 'schema', 'table', 'action',
-                                                                          'failed', 'msg', 'duration_s')))
+            keys = ('name', 'schema', 'table', 'action', 'failed', 'msg', 'duration_s')
+            self.state['done'].append(dict((k, result.get(k)) for k in keys))
             self._write()
 
     def _write(self):

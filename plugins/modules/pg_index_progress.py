@@ -18,7 +18,7 @@ description:
     percent of the phase, how long it has run, and the lock it is waiting for, with a one-line summary.
   - A build waiting for a lock or for older snapshots names its blockers (pid, user, state, transaction age).
   - Read only on the database. The action plugin M(chefcloud.pgindex.pg_index_set) calls it every poll while its
-    builds run in the background (with O(job): the poll is also the job's heartbeat), so a long build is never
+    builds run in the background (with O(job), the poll is also the job's heartbeat), so a long build is never
     silent.
 author:
   - ChefCloud Platform Engineering (@chefcloud)

@@ -37,8 +37,9 @@ def test_one_lane_before_postgresql_14():
 
 
 def test_unknown_cpu_count_keeps_the_former_defaults():
-    assert size(0, 6, PG18) == dict(lanes=2, workers=None, budget=None, cpus=None,
-                                   rule="CPU count of the database host unknown: 2 lane(s), the server's parallel workers")
+    assert size(0, 6, PG18) == dict(
+        lanes=2, workers=None, budget=None, cpus=None,
+        rule="CPU count of the database host unknown: 2 lane(s), the server's parallel workers")
     assert size(None, 6, PG13)['lanes'] == 1
     assert size(0, 1, PG18)['lanes'] == 1
 
