@@ -42,11 +42,36 @@ options:
   job:
     description:
       - The background pg_index_set job to report on (set by the M(chefcloud.pgindex.pg_index_set) action plugin).
-      - Keys C(jid) (async job id), C(async_dir), C(token), and optionally C(cancel) (ask the job to cancel its
-        builds) and C(cleanup) (remove the job's control files).
-      - Each call touches the job's heartbeat file; a job that gets no heartbeat for its O(chefcloud.pgindex.pg_index_set#module:heartbeat_timeout)
-        cancels its builds.
+      - Each call touches the job's heartbeat file; a job that gets no heartbeat for its
+        O(chefcloud.pgindex.pg_index_set#module:heartbeat_timeout) cancels its builds.
     type: dict
+    suboptions:
+      jid:
+        description: The async job id.
+        type: str
+        required: true
+      async_dir:
+        description: The async directory on this host (where the job's files are).
+        type: str
+        required: true
+      token:
+        description: The job's token (names its control files).
+        type: str
+        required: true
+      cancel:
+        description: Ask the job to cancel its builds.
+        type: bool
+        default: false
+      cleanup:
+        description: Remove the job's control files.
+        type: bool
+        default: false
+      cancel_orphans:
+        description: Backend pids of a dead job - cancel the builds it left running in the server and wait up to
+          10 s for them to end.
+        type: list
+        elements: int
+        default: []
 notes:
   - Supports C(check_mode); it changes nothing in any mode.
 """
@@ -138,7 +163,7 @@ ARGUMENT_SPEC = dict(
     job=dict(type='dict', options=dict(
         jid=dict(type='str', required=True),
         async_dir=dict(type='str', required=True),
-        token=dict(type='str', required=True),
+        token=dict(type='str', required=True, no_log=False),
         cancel=dict(type='bool', default=False),
         cleanup=dict(type='bool', default=False),
         cancel_orphans=dict(type='list', elements='int', default=[]),

@@ -72,7 +72,7 @@ options:
     default: 0.5
   off_peak:
     description:
-      - Use every CPU of the database host (ignores O(cpu_share)): for a maintenance window.
+      - Use every CPU of the database host (ignores O(cpu_share)), for a maintenance window.
     type: bool
     default: false
   progress_interval:
@@ -104,8 +104,21 @@ options:
     type: dict
   job:
     description:
-      - Internal, set by the action plugin for the background job - C(async_dir), C(token), C(heartbeat_timeout).
+      - Internal, set by the action plugin for the background job.
     type: dict
+    suboptions:
+      async_dir:
+        description: The async directory (where the job's control files go).
+        type: str
+        required: true
+      token:
+        description: Names the job's control files.
+        type: str
+        required: true
+      heartbeat_timeout:
+        description: Seconds without a heartbeat after which the job cancels its builds (0 - never).
+        type: int
+        default: 60
   on_error:
     description:
       - After a failed index, V(stop) starts no further index (running ones finish), V(continue) builds the others.
@@ -206,7 +219,7 @@ ARGUMENT_SPEC = dict(
     preflight=dict(type='dict'),
     job=dict(type='dict', options=dict(
         async_dir=dict(type='str', required=True),
-        token=dict(type='str', required=True),
+        token=dict(type='str', required=True, no_log=False),
         heartbeat_timeout=dict(type='int', default=60),
     )),
 )

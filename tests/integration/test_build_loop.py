@@ -36,7 +36,7 @@ def start(db, tmp_path, *extra):
 
 
 def finish(proc, timeout=300):
-    out, _ = proc.communicate(timeout=timeout)
+    out = proc.communicate(timeout=timeout)[0]
     return proc.returncode, out
 
 
@@ -174,7 +174,7 @@ def test_a_killed_controller_s_job_cancels_itself_after_the_heartbeat_timeout(db
         assert not os.path.exists('/proc/%d' % state['pid'])
         assert invalid_indexes(db) == []
         assert db.query(OUR_SESSIONS)[0][0] == 0
-        [result_file] = [f for f in glob.glob(str(tmp_path / 'async' / 'j*'))]
+        [result_file] = glob.glob(str(tmp_path / 'async' / 'j*'))
         with open(result_file) as handle:
             result = json.load(handle)
         assert result['failed'] and 'no heartbeat from the controller' in result['msg'], result

@@ -12,7 +12,7 @@ def test_estimate_grows_with_the_table_and_shrinks_with_parallel_workers():
 
 
 def test_phase_shares_cover_a_whole_build_in_order():
-    assert abs(sum(share for _, share in eta.PHASE_SHARES) - 1.0) < 1e-9
+    assert abs(sum(share for phase, share in eta.PHASE_SHARES) - 1.0) < 1e-9
     assert eta.share_after('initializing') == 1.0
     assert abs(eta.share_after('building index: scanning table') - 0.65) < 1e-9
     assert eta.share_after('index validation: scanning table') == 0.0
