@@ -185,9 +185,9 @@ def section(doc):
     out.append('\nNo-op re-run of deploy_indexes.yml (the six indexes exist; latency sampling off): '
                'median **%s s** over %d runs.\n' % (fmt(noop), len(doc['noop'])))
     if limit:
-        out.append('CPU-bound limit of the six builds: the runbook\'s server CPU (%s s, writers\' share subtracted) / '
-                   '%d cores = **%s s**; no method can build faster on this machine.\n' % (fmt(runbook_cpu), cores,
-                                                                                        fmt(limit, digits=2)))
+        text = ('CPU-bound limit of the six builds: the runbook\'s server CPU (%s s, writers\' share subtracted) / '
+                '%d cores = **%s s**; no method can build faster on this machine.\n')
+        out.append(text % (fmt(runbook_cpu), cores, fmt(limit, digits=2)))
     out.append('![writer latency during each method](bench/results/writers-%d.png)\n' % n)
 
     # targets
