@@ -226,7 +226,7 @@ def section(doc):
             TARGET_OVERHEAD_13, fmt(ours['overhead']), met(ours['overhead'] <= TARGET_OVERHEAD_13)))
     if noop is not None:
         out.append('| no-op re-run <= %.0f s | %s s | %s |' % (TARGET_NOOP_13, fmt(noop), met(noop <= TARGET_NOOP_13)))
-    out.append('| ETA at 50 %% of each build within +-30 %% | not measured by this bench yet | - |')
+    out.append('| ETA at 50 % of each build within +-30 % | not measured by this bench yet | - |')
     out.append('| fleet of 10 clusters as a no-op <= 15 s | not measured by this bench yet | - |')
     out.append('\n### Earlier targets\n')
     out.append('| target | measured | |')
