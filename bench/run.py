@@ -15,7 +15,9 @@ Measured the same way for every method:
   * wall time of the whole command (end to end), and for our playbook its per-task time
     (bench/callback_plugins/bench_timing.py);
   * the writer's latency (from the moment each operation was due) p50/p99/max, and per 0.25 s;
-  * p95 of the six verification queries, before (no index) and after.
+  * p95 of the six verification queries, before (no index) and after;
+  * the server's CPU seconds during the command (postmaster and its children, /proc), from which the
+    writers' share (the idle method's CPU rate) is subtracted in the report.
 
     bench/.venv/bin/python bench/run.py --rows 200000 --reps 1      # `make bench ROWS=200000 REPS=1`
 
@@ -71,9 +73,11 @@ METHODS = {
     'ours_sampling': 'deploy_indexes.yml, default settings with latency sampling on',
     'ours_fast': 'deploy_indexes.yml, pgindex_parallelism=6 (one wave, no barrier), pgindex_progress_interval=1,'
                  ' pgindex_maintenance_work_mem=256MB (sampling off): what the role can do today without waves',
+    'ours_offpeak': 'deploy_indexes.yml, pgindex_off_peak=true: lanes and parallel workers use every CPU of the'
+                    ' database host (sampling off)',
     'plain': 'for context: plain CREATE INDEX (no CONCURRENTLY), one after another',
 }
-DEFAULT_METHODS = ['idle', 'runbook', 'psql_parallel', 'community', 'ours_default', 'ours_tuned',
+DEFAULT_METHODS = ['idle', 'runbook', 'psql_parallel', 'community', 'ours_default', 'ours_offpeak', 'ours_tuned',
                    'ours_fast', 'ours_sampling', 'plain']
 PLAYBOOK_VARS = {
     'ours_default': {'pgindex_latency_sampling': False},
@@ -82,6 +86,7 @@ PLAYBOOK_VARS = {
     'ours_fast': {'pgindex_latency_sampling': False, 'pgindex_parallelism': 6, 'pgindex_progress_interval': 1,
                   'pgindex_maintenance_work_mem': '256MB'},
     'ours_sampling': {},
+    'ours_offpeak': {'pgindex_latency_sampling': False, 'pgindex_off_peak': True},
 }
 LOG_RE = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC \[(\d+)\] [^:]*: LOG:  '
                     r'duration: ([\d.]+) ms  statement: (.*)$')
@@ -132,6 +137,27 @@ class Bench:
     def stop_server(self):
         self.pgserver('stop', '--data', self.args.data)
         log('server stopped')
+
+    def server_cpu_s(self):
+        """CPU seconds (user + system) of the server so far: the postmaster, its running children, and
+        the children it already reaped (cutime/cstime). Differences over a method are its server CPU."""
+        tick = os.sysconf('SC_CLK_TCK')
+        postmaster = int(Path(self.args.data, 'postmaster.pid').read_text().split()[0])
+
+        def stat(pid):
+            fields = Path('/proc/%d/stat' % pid).read_text().rsplit(')', 1)[1].split()
+            return int(fields[1]), [int(f) for f in fields[11:15]]   # ppid; utime, stime, cutime, cstime
+        total = sum(stat(postmaster)[1])
+        for entry in os.listdir('/proc'):
+            if not entry.isdigit():
+                continue
+            try:
+                ppid, times = stat(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == postmaster:
+                total += times[0] + times[1]
+        return total / float(tick)
 
     def connect(self, **kw):
         conn = psycopg2.connect(self.dsn, application_name='bench_runner', **kw)
@@ -264,6 +290,7 @@ class Bench:
                                    '--out', str(wl_out), '--seed', str(rep)])
         time.sleep(self.args.preroll)
         log_offset = self.log_file.stat().st_size
+        cpu0 = self.server_cpu_s()
         t0 = time.time()
         timing = None
         if method == 'idle':
@@ -273,10 +300,12 @@ class Bench:
             commands, timing = self.command_for(method, tag)
             rcs = self.run_commands(commands, tag)
         t1 = time.time()
+        cpu1 = self.server_cpu_s()
         time.sleep(self.args.preroll)
         writer.send_signal(signal.SIGTERM)
         writer.wait(timeout=30)
-        result = {'method': method, 'rep': rep, 'rc': rcs, 'wall_s': t1 - t0, 'start': t0}
+        result = {'method': method, 'rep': rep, 'rc': rcs, 'wall_s': t1 - t0, 'start': t0,
+                  'server_cpu_s': cpu1 - cpu0}
         if method != 'idle':
             result['valid_indexes'] = self.valid_indexes()
             result.update(self.build_phase(log_offset))

@@ -27,13 +27,15 @@ def index_params(item, defaults):
     return dict(read_entry(item, read_defaults(defaults)).params)
 
 
-def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True, check_mode=False):
+def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True, check_mode=False, control=None):
     """Bring every index of ``items`` to its state; return (results in change-set order, seconds).
 
     Every result has the shape of results.RESULT_KEYS, failed ones too: any exception while an index
     is worked on (a PgIndexError, a psycopg2 error, a RuntimeError...) is that index's failed result;
     with ``stop_on_failure`` no index starts after a failure and those left get the action
     ``not started``. ``outcome(results)`` gives the set's top-level failed/msg/leftovers.
+    ``control`` (jobcontrol.JobControl of a background job): no index starts once it is cancelled,
+    and it hears of every result.
     """
     entries = read_changeset(items, defaults)
     params = [dict(entry.params) for entry in entries]
@@ -42,6 +44,14 @@ def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True
     order = itertools.count(1)
 
     def work(p):
+        if control is not None and control.cancelled():
+            return dict(results.not_started(p['name'], p['schema'], p.get('table'), control.cancelled()), failed=True)
+        result = _work(p)
+        if control is not None:
+            control.index_done(result)
+        return result
+
+    def _work(p):
         try:
             settings, options = split_params(p)
             result = ensure_index(connect, IndexSpec.from_params(p), p['state'], settings,

@@ -21,7 +21,13 @@ def test_reports_a_running_build_and_what_it_waits_for(db):
         assert row['table'] == 'franchise_overview' and row['command'] == 'CREATE INDEX CONCURRENTLY'
         assert row['phase'].startswith('waiting for') and row['waiting_for'] == 'virtualxid'
         assert row['line'].startswith('idx_fr_overview_org_period on public.franchise_overview: waiting for')
-        assert row['line'].endswith('[waiting for a virtualxid lock: older transactions]')
+        # the wait names its blocker: the session holding the old snapshot
+        blocker = snapshot.conn.get_backend_pid()
+        assert [b['pid'] for b in row['blockers']] == [blocker] and row['blockers'][0]['user'] == 'postgres'
+        assert row['blockers'][0]['state'] == 'idle in transaction' and row['blockers'][0]['xact_age_s'] >= 0
+        assert row['line'].endswith('[waiting for a virtualxid lock: older transactions; blocked by pid %d user=postgres '
+                                    'state=idle in transaction transaction age=%.1f s]'
+                                    % (blocker, row['blockers'][0]['xact_age_s']))
         # a build on another table is not reported when tables are given
         failed, result = run_module('pg_index_progress', dict(db.params, tables=['payments']))
         assert result['builds'] == []

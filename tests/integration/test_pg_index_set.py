@@ -80,3 +80,25 @@ def test_defaults_apply_to_every_index_and_bad_items_are_clear_errors(db):
     failed, result = index_set(db, indexes=[CHANGESET[0], CHANGESET[0]])
     assert failed and result['msg'] == 'indexes lists index public.idx_fr_overview_org_period twice (entries 1 and 2)'
     assert db.index(SIX[0]) is None
+
+
+def test_lanes_and_workers_follow_the_database_host_and_each_result_has_its_estimate(db):
+    two = CHANGESET[:2]
+    failed, result = index_set(db, check_mode=True, indexes=two, db_cpus=8, cpu_share=1.0)
+    assert not failed
+    assert result['concurrency']['lanes'] == 2 and result['parallelism'] == 2
+    assert result['concurrency']['workers'] == 3 and result['concurrency']['budget'] == 8
+    assert all(r['estimate_s'] > 0 for r in result['indexes'])
+    # the builds' sessions get the workers: the module sets max_parallel_maintenance_workers for them
+    failed, result = index_set(db, indexes=two, db_cpus=2, cpu_share=0.5)
+    assert not failed and result['concurrency']['lanes'] == 1 and result['concurrency']['workers'] == 0
+    assert 'cpu_share 0.50: 1 of 2 CPU(s)' in result['concurrency']['rule']
+    # nothing to build: nothing estimated
+    failed, result = index_set(db, indexes=two, db_cpus=2)
+    assert [r['estimate_s'] for r in result['indexes']] == [0.0, 0.0]
+    # an explicit setting wins over the rule
+    failed, result = index_set(db, check_mode=True, indexes=two, db_cpus=8, parallelism=1,
+                               defaults={'max_parallel_maintenance_workers': 1})
+    assert result['parallelism'] == 1 and result['concurrency']['workers'] == 1
+    failed, result = index_set(db, check_mode=True, indexes=two, db_cpus=8, cpu_share=2.0)
+    assert failed and result['msg'] == 'cpu_share must be above 0 and at most 1, got 2.0'
