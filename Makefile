@@ -16,7 +16,7 @@ DEMO_ENV := PGHOST=127.0.0.1 PGPORT=$(DEMO_PORT) PGUSER=postgres PGDATABASE=$(DE
 DEMO_REPORT_DIR ?= $(CURDIR)/reports/demo
 DEMO_REPORT := -e pgindex_report_dir=$(DEMO_REPORT_DIR)
 
-.PHONY: venv demo verify-demo demo-stop demo-reset rollback-demo test lint pytest test-matrix clean ee-context molecule bench
+.PHONY: release-venv venv demo verify-demo demo-stop demo-reset rollback-demo test lint pytest test-matrix clean ee-context molecule bench
 
 AWX_COLLECTION := .collections/ansible_collections/awx/awx
 
@@ -76,8 +76,19 @@ test: venv lint
 	PGINDEX_PG_VERSION=13 $(BIN)/python -m pytest tests $(PYTEST_ARGS)
 	$(MAKE) molecule
 
-lint: venv
+lint: venv release-venv
 	bash tools/lint.sh
+
+# galaxy-importer and antsibull-docs (tools/lint.sh steps 4 and 5) in their own venv: galaxy-importer pins
+# attrs<24 and brings flake8, which must not move .venv's packages.
+RELEASE_VENV := .venvs/release
+release-venv: $(RELEASE_VENV)/.installed
+
+$(RELEASE_VENV)/.installed: requirements-release.txt
+	test -x $(RELEASE_VENV)/bin/python || $(PYTHON) -m venv $(RELEASE_VENV)
+	$(RELEASE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RELEASE_VENV)/bin/python -m pip install --quiet -r requirements-release.txt
+	touch $@
 
 pytest: venv
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

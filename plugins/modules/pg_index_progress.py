@@ -22,6 +22,8 @@ author:
   - ChefCloud Platform Engineering (@chefcloud)
 extends_documentation_fragment:
   - chefcloud.pgindex.postgres
+  - chefcloud.pgindex.attributes
+  - chefcloud.pgindex.attributes.read_only
 options:
   tables:
     description:

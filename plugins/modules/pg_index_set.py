@@ -24,6 +24,8 @@ author:
   - ChefCloud Platform Engineering (@chefcloud)
 extends_documentation_fragment:
   - chefcloud.pgindex.postgres
+  - chefcloud.pgindex.attributes
+  - chefcloud.pgindex.attributes.changes
 options:
   indexes:
     description:

@@ -43,6 +43,8 @@ author:
   - ChefCloud Platform Engineering (@chefcloud)
 extends_documentation_fragment:
   - chefcloud.pgindex.postgres
+  - chefcloud.pgindex.attributes
+  - chefcloud.pgindex.attributes.read_only
 options:
   indexes:
     description:
@@ -225,13 +227,26 @@ server:
   sample: {version: '18.1', version_num: 180001, in_recovery: false, database: chefcloud_prod, user: deployer}
 space:
   description:
-    - The space estimate, for the role's disk check. C(indexes) lists each index to build with its
-      C(estimated_bytes), C(estimated_rows), C(key_width), C(fillfactor), C(tablespace) and C(path).
-    - C(locations) lists each path on the database host that receives data (C(path) null when unknown, with
-      C(unknown_reason)), with C(index_bytes), C(wal_bytes), C(temp_bytes) and C(required_bytes).
-    - C(total_bytes), C(wal_bytes), C(temp_bytes), C(min_free_percent), C(free_margin_percent).
+    - The space estimate, for the role's disk check (filter P(chefcloud.pgindex.preflight_disk_check#filter)).
+    - Also C(estimated) (false when the space checks did not run), C(total_bytes), C(wal_bytes), C(temp_bytes),
+      C(min_free_percent) and C(free_margin_percent).
   returned: always
   type: dict
+  contains:
+    indexes:
+      description:
+        - Each index to build with its C(estimated_bytes), C(estimated_rows), C(key_width), C(fillfactor),
+          C(tablespace) and C(path).
+      type: list
+      elements: dict
+      returned: always
+    locations:
+      description:
+        - Each path on the database host that receives data (C(path) null when unknown, with C(unknown_reason)),
+          with C(index_bytes), C(wal_bytes), C(temp_bytes) and C(required_bytes).
+      type: list
+      elements: dict
+      returned: always
 msg:
   description: A summary - the overall status and every check that did not pass.
   returned: always
