@@ -7,14 +7,16 @@
 #                                    ansible-lint and flake8 on, ansible-test off; tools/galaxy-importer.cfg;
 #                                    any WARNING or ERROR line fails the step)
 #   5. antsibull-docs lint-collection-docs --plugin-docs   (every plugin's and the role's documentation)
-# All five always run; the exit status is non-zero if any of them failed.
+#   6. ansible-test units --venv    (the pure unit tests, LINT_UNITS; the real-server suites run with pytest)
+# All six always run; the exit status is non-zero if any of them failed.
 #
 # Usage: tools/lint.sh            (from anywhere; needs .venv, see requirements-dev.txt)
 # Environment:
 #   VENV=path               virtualenv with ansible-core, ansible-lint, antsibull-changelog (default: .venv)
 #   RELEASE_VENV=path       virtualenv with galaxy-importer and antsibull-docs, requirements-release.txt
 #                           (default: .venvs/release, `make release-venv`; kept apart: the importer pins attrs)
-#   LINT_STEPS="..."        run only these steps: sanity lint changelog importer docs (default: all)
+#   LINT_STEPS="..."        run only these steps: sanity lint changelog importer docs units (default: all)
+#   LINT_UNITS="..."        the unit tests that need no PostgreSQL server, for ansible-test units
 #   LINT_PYTHON=3.11        Python version ansible-test sanity runs on
 #   LINT_KEEP_TMP=1         keep the temporary collection copy (its path is printed)
 #
@@ -37,11 +39,15 @@ die() {
 }
 
 [[ -x "${VENV}/bin/ansible-test" ]] || die "${VENV}/bin/ansible-test not found: create the venv first (make venv / pip install -r requirements-dev.txt)"
-[[ -x "${VENV}/bin/ansible-lint" ]] || die "${VENV}/bin/ansible-lint not found in ${VENV}"
-[[ -x "${VENV}/bin/antsibull-changelog" ]] || die "${VENV}/bin/antsibull-changelog not found in ${VENV}"
 RELEASE_VENV="${RELEASE_VENV:-${ROOT}/.venvs/release}"
-LINT_STEPS=" ${LINT_STEPS:-sanity lint changelog importer docs} "
+LINT_STEPS=" ${LINT_STEPS:-sanity lint changelog importer docs units} "
+# Pure unit tests (no `db` / `pg_server` fixture): ansible-test units runs them in its own venv.
+LINT_UNITS="${LINT_UNITS:-tests/unit/plugins/filter tests/unit/plugins/module_utils/test_schedule.py}"
 want() { [[ "${LINT_STEPS}" == *" $1 "* ]]; }
+if want lint; then [[ -x "${VENV}/bin/ansible-lint" ]] || die "${VENV}/bin/ansible-lint not found in ${VENV}"; fi
+if want changelog; then
+    [[ -x "${VENV}/bin/antsibull-changelog" ]] || die "${VENV}/bin/antsibull-changelog not found in ${VENV}"
+fi
 if want importer || want docs; then
     [[ -x "${RELEASE_VENV}/bin/antsibull-docs" && -x "${RELEASE_VENV}/bin/flake8" ]] ||
         die "galaxy-importer / antsibull-docs not found in ${RELEASE_VENV}: make release-venv (requirements-release.txt)"
@@ -109,7 +115,7 @@ fi
 # --- 1. ansible-test sanity ------------------------------------------------------------------------
 SANITY_FAILED=""
 if want sanity; then
-banner "1/5 ansible-test sanity --venv --python ${LINT_PYTHON}  (in ${COLL})"
+banner "1/6 ansible-test sanity --venv --python ${LINT_PYTHON}  (in ${COLL})"
 start=${SECONDS}
 (cd "${COLL}" && ansible-test sanity --venv --python "${LINT_PYTHON}" --color no 2>&1) | drop_pip_noise | tee "${WORK}/sanity.log"
 record "ansible-test sanity" "${PIPESTATUS[0]}" $((SECONDS - start))
@@ -126,7 +132,7 @@ else
     echo "lint.sh: awx.awx is not in ${ROOT}/.collections (make venv): awx/configure.yml will not resolve" >&2
 fi
 if want lint; then
-banner "2/5 ansible-lint --offline (profile and exclusions: .ansible-lint)"
+banner "2/6 ansible-lint --offline (profile and exclusions: .ansible-lint)"
 start=${SECONDS}
 (cd "${ROOT}" && ANSIBLE_COLLECTIONS_PATH="${WORK}" ansible-lint --offline --nocolor -c "${ROOT}/.ansible-lint")
 record "ansible-lint" "$?" $((SECONDS - start))
@@ -134,7 +140,7 @@ fi
 
 # --- 3. antsibull-changelog ------------------------------------------------------------------------
 if want changelog; then
-banner "3/5 antsibull-changelog lint"
+banner "3/6 antsibull-changelog lint"
 start=${SECONDS}
 (
     cd "${ROOT}" &&
@@ -149,7 +155,7 @@ fi
 # the way Galaxy and Automation Hub do. The importer's ansible-lint, ansible-doc and flake8 come from
 # RELEASE_VENV (first in PATH); it never reaches the network (offline_ansible_lint).
 if want importer; then
-banner "4/5 galaxy-importer (tools/galaxy-importer.cfg) on the built artifact"
+banner "4/6 galaxy-importer (tools/galaxy-importer.cfg) on the built artifact"
 start=${SECONDS}
 (
     set -o pipefail
@@ -174,10 +180,21 @@ fi
 
 # --- 5. antsibull-docs -----------------------------------------------------------------------------
 if want docs; then
-banner "5/5 antsibull-docs lint-collection-docs --plugin-docs"
+banner "5/6 antsibull-docs lint-collection-docs --plugin-docs"
 start=${SECONDS}
 (cd "${COLL}" && PATH="${RELEASE_VENV}/bin:${PATH}" env -u ANSIBLE_CONFIG antsibull-docs lint-collection-docs --plugin-docs .)
 record "antsibull-docs lint" "$?" $((SECONDS - start))
+fi
+
+# --- 6. ansible-test units ------------------------------------------------------------------------
+# The pure unit tests, the way ansible-test runs a collection's units (its pytest config, its venv with
+# tests/unit/requirements.txt). The tests that need a real PostgreSQL server run with pytest (make pytest).
+if want units; then
+banner "6/6 ansible-test units --venv --python ${LINT_PYTHON} ${LINT_UNITS}"
+start=${SECONDS}
+# shellcheck disable=SC2086  # LINT_UNITS is a list of paths
+(cd "${COLL}" && ansible-test units --venv --python "${LINT_PYTHON}" --color no ${LINT_UNITS} 2>&1) | drop_pip_noise
+record "ansible-test units" "${PIPESTATUS[0]}" $((SECONDS - start))
 fi
 
 # --- summary ---------------------------------------------------------------------------------------
