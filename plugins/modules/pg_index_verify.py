@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: pg_index_verify
 short_description: Prove that PostgreSQL indexes are valid, used by their queries, and made them faster
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Read-only verification of a change set of indexes, reporting numbers where a runbook reads
     C(\d+), C(EXPLAIN) output and a dashboard by eye. Fails when a check fails, returning every result.

@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: pg_preflight
 short_description: Tell whether it is safe to build (or drop) a set of PostgreSQL indexes now, and if not, why
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Read-only checks to run before C(CREATE INDEX CONCURRENTLY) touches a production database. Each check
     returns a status (V(pass), V(warn) or V(fail)), a message a DBA can act on, and its data.

@@ -129,7 +129,7 @@ def test_artifact_holds_exactly_the_collection_files(artifact):
 
 
 def test_artifact_is_licensed_and_versioned(artifact):
-    tarball, _, _ = artifact
+    tarball = artifact[0]
     with tarfile.open(str(tarball)) as tar:
         manifest = json.load(tar.extractfile('MANIFEST.json'))
         license_text = tar.extractfile('LICENSE').read().decode()
