@@ -42,7 +42,7 @@ die() {
 RELEASE_VENV="${RELEASE_VENV:-${ROOT}/.venvs/release}"
 LINT_STEPS=" ${LINT_STEPS:-sanity lint changelog importer docs units} "
 # Pure unit tests (no `db` / `pg_server` fixture): ansible-test units runs them in its own venv.
-LINT_UNITS="${LINT_UNITS:-tests/unit/plugins/filter tests/unit/plugins/module_utils/test_schedule.py}"
+LINT_UNITS="${LINT_UNITS:-tests/unit/plugins/filter/ tests/unit/plugins/module_utils/test_schedule.py}"
 want() { [[ "${LINT_STEPS}" == *" $1 "* ]]; }
 if want lint; then [[ -x "${VENV}/bin/ansible-lint" ]] || die "${VENV}/bin/ansible-lint not found in ${VENV}"; fi
 if want changelog; then
