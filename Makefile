@@ -1,7 +1,8 @@
 # chefcloud.pgindex — developer entry points. Everything installs itself into .venv.
 #   make demo        start an embedded PostgreSQL 18, load the demo data, deploy the six indexes
 #                    (timing their queries before and after: reports/demo/*.md)
-#   make test        sanity, lint and the test suite against real PostgreSQL servers
+#   make test        sanity, lint, galaxy-importer, docs lint, the test suite against real PostgreSQL servers,
+#                    the ansible-core 2.16 and 2.19 smoke tests, molecule
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +17,7 @@ DEMO_ENV := PGHOST=127.0.0.1 PGPORT=$(DEMO_PORT) PGUSER=postgres PGDATABASE=$(DE
 DEMO_REPORT_DIR ?= $(CURDIR)/reports/demo
 DEMO_REPORT := -e pgindex_report_dir=$(DEMO_REPORT_DIR)
 
-.PHONY: venv demo verify-demo demo-stop demo-reset rollback-demo test lint pytest test-matrix clean ee-context molecule bench
+.PHONY: release-venv test-ansible-matrix test-ansible-ci venv demo verify-demo demo-stop demo-reset rollback-demo test lint pytest test-matrix clean ee-context molecule bench
 
 AWX_COLLECTION := .collections/ansible_collections/awx/awx
 
@@ -53,8 +54,8 @@ ee-context: venv
 	@echo "Next: podman build -t chefcloud/pgindex-ee:0.1.0 -f build/ee/context/Containerfile build/ee/context"
 
 demo: venv
-	$(BIN)/python tools/pgserver.py start --data $(DEMO_DATA) --port $(DEMO_PORT) >/dev/null
-	$(DEMO_ENV) $(BIN)/python tools/demo_data.py --rows $(ROWS) --create-db $(DEMO_DB)
+	$(BIN)/python tests/utils/pgserver.py start --data $(DEMO_DATA) --port $(DEMO_PORT) >/dev/null
+	$(DEMO_ENV) $(BIN)/python tests/utils/demo_data.py --rows $(ROWS) --create-db $(DEMO_DB)
 	$(DEMO_ENV) $(BIN)/ansible-playbook playbooks/deploy_indexes.yml -i inventories/local $(DEMO_REPORT)
 	@echo "Demo server: $(DEMO_ENV)   (stop it with: make demo-stop)"
 	@echo "Verification report: $(DEMO_REPORT_DIR)/001_franchise_indexes.local-db.latest.md (and .json; one pair per run too)"
@@ -66,7 +67,7 @@ rollback-demo: venv
 	$(DEMO_ENV) $(BIN)/ansible-playbook playbooks/rollback_indexes.yml -i inventories/local
 
 demo-stop: venv
-	$(BIN)/python tools/pgserver.py stop --data $(DEMO_DATA)
+	$(BIN)/python tests/utils/pgserver.py stop --data $(DEMO_DATA)
 
 demo-reset: demo-stop
 	rm -rf $(DEMO_DATA) $(DEMO_DATA).log $(DEMO_DATA).sock
@@ -74,10 +75,34 @@ demo-reset: demo-stop
 test: venv lint
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 	PGINDEX_PG_VERSION=13 $(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(MAKE) test-ansible-ci
 	$(MAKE) molecule
 
-lint: venv
+# The ansible-core version matrix (tools/ansible_matrix.sh): each version in its own venv .venvs/ansible-<v>,
+# ansible-test sanity and the playbook smoke tests (pytest -m smoke) with that version's ansible-playbook.
+# CI (`make test`) runs the oldest and the newest supported; the whole matrix is `make test-ansible-matrix`.
+# 2.19's sanity is tools/lint.sh's first step already (.venv has ansible-core 2.19), so CI skips it there.
+ANSIBLE_MATRIX ?= 2.16 2.17 2.18 2.19
+ANSIBLE_CI ?= 2.16 2.19
+test-ansible-matrix: venv
+	bash tools/ansible_matrix.sh $(ANSIBLE_MATRIX)
+
+test-ansible-ci: venv
+	MATRIX_SKIP_SANITY=2.19 bash tools/ansible_matrix.sh $(ANSIBLE_CI)
+
+lint: venv release-venv
 	bash tools/lint.sh
+
+# galaxy-importer and antsibull-docs (tools/lint.sh steps 4 and 5) in their own venv: galaxy-importer pins
+# attrs<24 and brings flake8, which must not move .venv's packages.
+RELEASE_VENV := .venvs/release
+release-venv: $(RELEASE_VENV)/.installed
+
+$(RELEASE_VENV)/.installed: requirements-release.txt
+	test -x $(RELEASE_VENV)/bin/python || $(PYTHON) -m venv $(RELEASE_VENV)
+	$(RELEASE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RELEASE_VENV)/bin/python -m pip install --quiet -r requirements-release.txt
+	touch $@
 
 pytest: venv
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
@@ -94,7 +119,7 @@ test-matrix: venv
 	set -e; for v in 13 14 15 16 17 18; do PGINDEX_PG_VERSION=$$v $(BIN)/python -m pytest tests -q $(PYTEST_ARGS); done
 
 clean:
-	rm -rf $(VENV) .collections .pytest_cache tests/output build/ee ee/chefcloud-pgindex.tar.gz
+	rm -rf $(VENV) .venvs .collections .pytest_cache tests/output build/ee ee/chefcloud-pgindex.tar.gz
 
 # Benchmarks (bench/, BENCHMARKS.md; not part of `make test`): runbook psql vs community.postgresql vs
 # this collection, on its own server (/var/tmp/pgindex/bench, port 54339). 1M rows per table unless

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Benchmark: the runbook's psql script against community.postgresql and chefcloud.pgindex, side by side.
 
-One run = one embedded PostgreSQL 18 (tools/pgserver.py, data in /var/tmp/pgindex/bench, port 54339,
+One run = one embedded PostgreSQL 18 (tests/utils/pgserver.py, data in /var/tmp/pgindex/bench, port 54339,
 every statement logged with a millisecond timestamp), one database with the six runbook tables
-(tools/demo_data.py, --rows per table), and --reps repetitions of every method, interleaved (the
+(tests/utils/demo_data.py, --rows per table), and --reps repetitions of every method, interleaved (the
 order rotates each repetition). Before each method: the six indexes dropped, the writer's rows
 deleted, VACUUM, CHECKPOINT and a settle pause. During each method a steady writer
 (bench/workload.py: INSERT/UPDATE at --rate ops/s, its own process and connection) runs.
@@ -52,7 +52,7 @@ WORK = RESULTS / 'work'
 INSERT_BASE = 1_000_000_000
 CHANGESET = ROOT / 'changesets' / '001_franchise_indexes.yml'
 
-# Server settings of the bench server (tools/pgserver.py adds fsync=off, shared_buffers=128MB).
+# Server settings of the bench server (tests/utils/pgserver.py adds fsync=off, shared_buffers=128MB).
 SERVER_SETTINGS = {
     'log_min_duration_statement': '0',
     'log_line_prefix': '%m [%p] %a: ',
@@ -121,7 +121,7 @@ class Bench:
         self.psql = None
 
     def pgserver(self, *cmd):
-        return subprocess.run([str(MAIN_BIN / 'python'), str(ROOT / 'tools' / 'pgserver.py'), *cmd],
+        return subprocess.run([str(MAIN_BIN / 'python'), str(ROOT / 'tests' / 'utils' / 'pgserver.py'), *cmd],
                               check=True, capture_output=True, text=True).stdout.strip()
 
     def start_server(self):
@@ -166,7 +166,7 @@ class Bench:
 
     def load(self):
         t = time.monotonic()
-        subprocess.run([str(MAIN_BIN / 'python'), str(ROOT / 'tools' / 'demo_data.py'),
+        subprocess.run([str(MAIN_BIN / 'python'), str(ROOT / 'tests' / 'utils' / 'demo_data.py'),
                         '--rows', str(self.args.rows), '--create-db', self.db], env=self.env, check=True)
         with closing(self.connect()) as conn, conn.cursor() as cur:
             cur.execute('SET log_min_duration_statement = -1')

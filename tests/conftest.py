@@ -15,16 +15,18 @@ from psycopg2 import sql
 ROOT = Path(__file__).resolve().parent.parent
 COLLECTIONS = ROOT / '.collections'
 sys.path.insert(0, str(COLLECTIONS))
-sys.path.insert(0, str(ROOT / 'tools'))
+sys.path.insert(0, str(ROOT / 'tests' / 'utils'))
 sys.path.insert(0, str(ROOT / 'tests'))
 
-import demo_data  # noqa: E402  (tools/demo_data.py)
+import demo_data  # noqa: E402  (tests/utils/demo_data.py)
 from helpers.servers import temporary_server  # noqa: E402
 
 TEST_ROWS = int(os.environ.get('PGINDEX_TEST_ROWS', 3000))
 
 
 def pytest_configure(config):
+    config.addinivalue_line('markers', 'smoke: the playbook smoke tests the ansible-core matrix runs on every version '
+                                       '(tools/ansible_matrix.sh: deploy, re-run, check mode, rollback, installed)')
     link = COLLECTIONS / 'ansible_collections' / 'chefcloud' / 'pgindex'
     if not link.exists():
         link.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ It is run by ansible-test's quiet_pip.py inside the new venv as
    the bootstrap from reaching the configured package index.  So only the very
    first bootstrap on a machine needs the package index.
 
-Not part of the collection: tools/ is excluded from the build (galaxy.yml build_ignore).
+Not part of the collection: galaxy.yml's manifest allow-list leaves tools/ out of the artifact.
 """
 
 from __future__ import annotations

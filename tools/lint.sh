@@ -3,11 +3,20 @@
 #   1. ansible-test sanity --venv   (on a copy at <tmp>/ansible_collections/chefcloud/pgindex)
 #   2. ansible-lint --offline       (production profile, see .ansible-lint)
 #   3. antsibull-changelog lint     (changelogs/)
-# All three always run; the exit status is non-zero if any of them failed.
+#   4. galaxy-importer              (on the built artifact, as Galaxy / Automation Hub import it: ansible-doc,
+#                                    ansible-lint and flake8 on, ansible-test off; tools/galaxy-importer.cfg;
+#                                    any WARNING or ERROR line fails the step)
+#   5. antsibull-docs lint-collection-docs --plugin-docs   (every plugin's and the role's documentation)
+#   6. ansible-test units --venv    (the pure unit tests, LINT_UNITS; the real-server suites run with pytest)
+# All six always run; the exit status is non-zero if any of them failed.
 #
 # Usage: tools/lint.sh            (from anywhere; needs .venv, see requirements-dev.txt)
 # Environment:
 #   VENV=path               virtualenv with ansible-core, ansible-lint, antsibull-changelog (default: .venv)
+#   RELEASE_VENV=path       virtualenv with galaxy-importer and antsibull-docs, requirements-release.txt
+#                           (default: .venvs/release, `make release-venv`; kept apart: the importer pins attrs)
+#   LINT_STEPS="..."        run only these steps: sanity lint changelog importer docs units (default: all)
+#   LINT_UNITS="..."        the unit tests that need no PostgreSQL server, for ansible-test units
 #   LINT_PYTHON=3.11        Python version ansible-test sanity runs on
 #   LINT_KEEP_TMP=1         keep the temporary collection copy (its path is printed)
 #
@@ -30,8 +39,19 @@ die() {
 }
 
 [[ -x "${VENV}/bin/ansible-test" ]] || die "${VENV}/bin/ansible-test not found: create the venv first (make venv / pip install -r requirements-dev.txt)"
-[[ -x "${VENV}/bin/ansible-lint" ]] || die "${VENV}/bin/ansible-lint not found in ${VENV}"
-[[ -x "${VENV}/bin/antsibull-changelog" ]] || die "${VENV}/bin/antsibull-changelog not found in ${VENV}"
+RELEASE_VENV="${RELEASE_VENV:-${ROOT}/.venvs/release}"
+LINT_STEPS=" ${LINT_STEPS:-sanity lint changelog importer docs units} "
+# Pure unit tests (no `db` / `pg_server` fixture): ansible-test units runs them in its own venv.
+LINT_UNITS="${LINT_UNITS:-tests/unit/plugins/filter/ tests/unit/plugins/module_utils/test_schedule.py tests/unit/plugins/module_utils/test_eta.py tests/unit/plugins/module_utils/test_concurrency.py}"
+want() { [[ "${LINT_STEPS}" == *" $1 "* ]]; }
+if want lint; then [[ -x "${VENV}/bin/ansible-lint" ]] || die "${VENV}/bin/ansible-lint not found in ${VENV}"; fi
+if want changelog; then
+    [[ -x "${VENV}/bin/antsibull-changelog" ]] || die "${VENV}/bin/antsibull-changelog not found in ${VENV}"
+fi
+if want importer || want docs; then
+    [[ -x "${RELEASE_VENV}/bin/antsibull-docs" && -x "${RELEASE_VENV}/bin/flake8" ]] ||
+        die "galaxy-importer / antsibull-docs not found in ${RELEASE_VENV}: make release-venv (requirements-release.txt)"
+fi
 command -v git >/dev/null || die "git is required (to list the collection's files)"
 
 export PATH="${VENV}/bin:${PATH}"
@@ -93,12 +113,15 @@ if [[ ! -f "${GET_PIP}" ]] || grep -q "Offline stand-in for ansible-test's pip b
 fi
 
 # --- 1. ansible-test sanity ------------------------------------------------------------------------
-banner "1/3 ansible-test sanity --venv --python ${LINT_PYTHON}  (in ${COLL})"
+SANITY_FAILED=""
+if want sanity; then
+banner "1/6 ansible-test sanity --venv --python ${LINT_PYTHON}  (in ${COLL})"
 start=${SECONDS}
 (cd "${COLL}" && ansible-test sanity --venv --python "${LINT_PYTHON}" --color no 2>&1) | drop_pip_noise | tee "${WORK}/sanity.log"
 record "ansible-test sanity" "${PIPESTATUS[0]}" $((SECONDS - start))
 # The names of the failed sanity tests, for the summary (ansible-test lists them after this line).
 SANITY_FAILED="$(awk '/^FATAL: The [0-9]+ sanity test\(s\) listed below/ {on = 1; next} /^FATAL:/ {on = 0} on {printf "%s ", $0}' "${WORK}/sanity.log")"
+fi
 
 # --- 2. ansible-lint -------------------------------------------------------------------------------
 # awx/configure.yml uses awx.awx, which `make venv` unpacks into .collections (requirements-awx.txt):
@@ -108,13 +131,16 @@ if [[ -d "${ROOT}/.collections/ansible_collections/awx/awx" ]]; then
 else
     echo "lint.sh: awx.awx is not in ${ROOT}/.collections (make venv): awx/configure.yml will not resolve" >&2
 fi
-banner "2/3 ansible-lint --offline (profile and exclusions: .ansible-lint)"
+if want lint; then
+banner "2/6 ansible-lint --offline (profile and exclusions: .ansible-lint)"
 start=${SECONDS}
 (cd "${ROOT}" && ANSIBLE_COLLECTIONS_PATH="${WORK}" ansible-lint --offline --nocolor -c "${ROOT}/.ansible-lint")
 record "ansible-lint" "$?" $((SECONDS - start))
+fi
 
 # --- 3. antsibull-changelog ------------------------------------------------------------------------
-banner "3/3 antsibull-changelog lint"
+if want changelog; then
+banner "3/6 antsibull-changelog lint"
 start=${SECONDS}
 (
     cd "${ROOT}" &&
@@ -122,6 +148,54 @@ start=${SECONDS}
         antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 )
 record "antsibull-changelog lint" "$?" $((SECONDS - start))
+fi
+
+# --- 4. galaxy-importer ----------------------------------------------------------------------------
+# The artifact is built from the copy (galaxy.yml's manifest allow-list picks the files), then imported
+# the way Galaxy and Automation Hub do. The importer's ansible-lint, ansible-doc and flake8 come from
+# RELEASE_VENV (first in PATH); it never reaches the network (offline_ansible_lint).
+if want importer; then
+banner "4/6 galaxy-importer (tools/galaxy-importer.cfg) on the built artifact"
+start=${SECONDS}
+(
+    set -o pipefail
+    mkdir -p "${WORK}/dist" &&
+        cd "${WORK}/dist" &&
+        env -u ANSIBLE_CONFIG "${VENV}/bin/ansible-galaxy" collection build --output-path "${WORK}/dist" "${COLL}" &&
+        artifact="$(ls "${WORK}"/dist/${NAMESPACE}-${NAME}-*.tar.gz)" &&
+        printf 'artifact: %s (%s bytes, %s files)\n' "$(basename "${artifact}")" "$(stat -c %s "${artifact}")" \
+            "$(tar -tzf "${artifact}" | grep -vc '/$')" &&
+        env -u ANSIBLE_CONFIG PATH="${RELEASE_VENV}/bin:${PATH}" GALAXY_IMPORTER_CONFIG="${ROOT}/tools/galaxy-importer.cfg" \
+            "${RELEASE_VENV}/bin/python" -m galaxy_importer.main "${artifact}" 2>&1 | tee "${WORK}/importer.log" &&
+        grep -q '^Importer processing completed successfully' "${WORK}/importer.log" &&
+        ! grep -E '^(WARNING|ERROR)' "${WORK}/importer.log" >/dev/null
+)
+rc=$?
+if [[ ${rc} -ne 0 ]]; then
+    echo "galaxy-importer: failed (warnings and errors count):" >&2
+    grep -E '^(WARNING|ERROR)' "${WORK}/importer.log" >&2 || true
+fi
+record "galaxy-importer" "${rc}" $((SECONDS - start))
+fi
+
+# --- 5. antsibull-docs -----------------------------------------------------------------------------
+if want docs; then
+banner "5/6 antsibull-docs lint-collection-docs --plugin-docs"
+start=${SECONDS}
+(cd "${COLL}" && PATH="${RELEASE_VENV}/bin:${PATH}" env -u ANSIBLE_CONFIG antsibull-docs lint-collection-docs --plugin-docs .)
+record "antsibull-docs lint" "$?" $((SECONDS - start))
+fi
+
+# --- 6. ansible-test units ------------------------------------------------------------------------
+# The pure unit tests, the way ansible-test runs a collection's units (its pytest config, its venv with
+# tests/unit/requirements.txt). The tests that need a real PostgreSQL server run with pytest (make pytest).
+if want units; then
+banner "6/6 ansible-test units --venv --python ${LINT_PYTHON} ${LINT_UNITS}"
+start=${SECONDS}
+# shellcheck disable=SC2086  # LINT_UNITS is a list of paths
+(cd "${COLL}" && ansible-test units --venv --python "${LINT_PYTHON}" --color no ${LINT_UNITS} 2>&1) | drop_pip_noise
+record "ansible-test units" "${PIPESTATUS[0]}" $((SECONDS - start))
+fi
 
 # --- summary ---------------------------------------------------------------------------------------
 banner "summary"

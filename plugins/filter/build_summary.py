@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: build_summary
 short_description: The lines that say what a change set's build (or drop) did, index by index
-version_added: 0.2.0
+version_added: 1.0.0
 author:
   - ChefCloud Platform Engineering (@chefcloud)
 description:

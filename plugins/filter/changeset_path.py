@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: changeset_path
 short_description: Find a change set file the way a user means it
-version_added: 0.1.0
+version_added: 1.0.0
 author:
   - ChefCloud Platform Engineering (@chefcloud)
 description:

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: first_cause
 short_description: The first real cause of a failed deploy or rollback, or an empty string
-version_added: 0.2.0
+version_added: 1.0.0
 author:
   - ChefCloud Platform Engineering (@chefcloud)
 description:

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: preflight_disk_check
 short_description: Judge df output from the database host against the space pg_preflight estimated
-version_added: 0.1.0
+version_added: 1.0.0
 author:
   - ChefCloud Platform Engineering (@chefcloud)
 description:

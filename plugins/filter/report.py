@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: pgindex_report
 short_description: Assemble the run record of a chefcloud.pgindex run (deploy, rollback, verify)
-version_added: 0.2.0
+version_added: 1.0.0
 author:
   - ChefCloud Platform Engineering (@chefcloud)
 description:

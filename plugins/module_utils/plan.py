@@ -147,10 +147,10 @@ def _plan_replace(spec, observed, desired_definition, replacement, replacement_b
     steps = []
     resumed = False
     if replacement is not None:
-        same = (replacement.valid and replacement.table == spec.table
-                and definition_without_name(replacement.definition, replacement.quoted_name)
-                == definition_without_name(desired_definition, quoted_name)
-                and (not spec.tablespace or replacement.tablespace == spec.tablespace))
+        same_definition = definition_without_name(replacement.definition, replacement.quoted_name) \
+            == definition_without_name(desired_definition, quoted_name)
+        same = all((replacement.valid, replacement.table == spec.table, same_definition,
+                    not spec.tablespace or replacement.tablespace == spec.tablespace))
         if same:
             resumed = True
         else:

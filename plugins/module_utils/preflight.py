@@ -600,11 +600,11 @@ def check_idle_in_transaction(pf):
         return check('idle_in_transaction', PASS, 'no session idle in transaction in database %s'
                      % pf.session['database'], **data)
     long_idle = [r for r in rows if r['state_age_s'] >= pf.limits['max_idle_in_transaction']]
-    text = ('; '.join('%s, idle for %s s%s, last query: %s'
-                      % (_who(r), r['state_age_s'], ', holding a snapshot' if r['holds_snapshot'] else '',
-                         query_text(r['query'])) for r in rows)
-            + '. A session idle in transaction keeps its locks (and its snapshot in REPEATABLE READ or with an '
-              'open cursor) until its application ends the transaction, and the build waits for it')
+    text = ''.join(('; '.join('%s, idle for %s s%s, last query: %s'
+                              % (_who(r), r['state_age_s'], ', holding a snapshot' if r['holds_snapshot'] else '',
+                                 query_text(r['query'])) for r in rows),
+                    '. A session idle in transaction keeps its locks (and its snapshot in REPEATABLE READ or with an '
+                    'open cursor) until its application ends the transaction, and the build waits for it'))
     if long_idle:
         return check('idle_in_transaction', FAIL, '%d session(s) idle in transaction for longer than %s '
                      '(max_idle_in_transaction): %s. Fix the application or end them with pg_terminate_backend(pid)'

@@ -488,14 +488,15 @@ def review_indexes(conn, table_oids):
                        indexes=['%s.%s' % (index['schema'], index['name']) for index in group],
                        definition=group[0]['definition'])
                   for group in groups.values() if len(group) > 1]
-    plain = [index for index in indexes if index['method'] == 'btree' and not index['expressions']
-             and not index['predicate'] and index['valid']]
+    plain = [index for index in indexes
+             if all((index['method'] == 'btree', not index['expressions'], not index['predicate'], index['valid']))]
     for index in plain:
         keys = list(index['columns'][:index['key_columns']])
         for other in plain:
             other_keys = list(other['columns'][:other['key_columns']])
-            if (other['oid'] != index['oid'] and other['table_oid'] == index['table_oid'] and not index['unique']
-                    and len(keys) < len(other_keys) and other_keys[:len(keys)] == keys):
+            covers = len(keys) < len(other_keys) and other_keys[:len(keys)] == keys
+            if other['oid'] != index['oid'] and other['table_oid'] == index['table_oid'] and not index['unique'] \
+                    and covers:
                 redundant.append(dict(index='%s.%s' % (index['schema'], index['name']),
                                       covered_by='%s.%s' % (other['schema'], other['name']),
                                       size_bytes=index['size_bytes'], size=index['size']))

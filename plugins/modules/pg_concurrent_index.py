@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: pg_concurrent_index
 short_description: Create or drop a PostgreSQL index concurrently, comparing definitions, not names
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Builds an index with C(CREATE INDEX CONCURRENTLY) so that writes to the table are never blocked,
     and drops one with C(DROP INDEX CONCURRENTLY).
@@ -35,6 +35,8 @@ author:
   - ChefCloud Platform Engineering (@chefcloud)
 extends_documentation_fragment:
   - chefcloud.pgindex.postgres
+  - chefcloud.pgindex.attributes
+  - chefcloud.pgindex.attributes.changes
 options:
   name:
     description:
@@ -57,7 +59,7 @@ options:
     description:
       - The keys of the index, in order. Required with O(state=present).
       - Each item is a column name, or a dictionary with exactly one of C(name) (a column) or
-        C(expression) (an SQL expression, for example V(lower(sku))), and optionally C(order)
+        C(expression) (an SQL expression, for example V(lower(sku\))), and optionally C(order)
         (V(asc)/V(desc)), C(nulls) (V(first)/V(last)), C(opclass) (an operator class, V(name) or
         V(schema.name)) and C(collation) (V(name) or V(schema.name)).
       - An C(expression) must be a single SQL expression - balanced parentheses, no C(;) and no comment
@@ -333,7 +335,7 @@ duration_s:
   type: float
   sample: 2.417
 attempts:
-  description: Statements attempts made (retries included); 0 when nothing was executed.
+  description: Attempts made to run the plan (retries included); 0 when nothing was executed.
   returned: always
   type: int
   sample: 2

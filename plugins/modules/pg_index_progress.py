@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: pg_index_progress
 short_description: Report the progress of index builds running on PostgreSQL tables
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Reads C(pg_stat_progress_create_index) for the builds running on the given tables (every table of the
     database when none is given) and returns, per build, its phase, the blocks, tuples or lockers done, the
@@ -24,6 +24,8 @@ author:
   - ChefCloud Platform Engineering (@chefcloud)
 extends_documentation_fragment:
   - chefcloud.pgindex.postgres
+  - chefcloud.pgindex.attributes
+  - chefcloud.pgindex.attributes.read_only
 options:
   tables:
     description:

@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: pg_index_set
 short_description: Build or drop a change set of PostgreSQL indexes concurrently, tables in parallel
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Runs M(chefcloud.pgindex.pg_concurrent_index) for every index of a change set in one task, with the same
     behaviour per index (definition-aware idempotency, INVALID leftovers rebuilt, cleanup, retries, drift
@@ -34,6 +34,8 @@ author:
   - ChefCloud Platform Engineering (@chefcloud)
 extends_documentation_fragment:
   - chefcloud.pgindex.postgres
+  - chefcloud.pgindex.attributes
+  - chefcloud.pgindex.attributes.changes
 options:
   indexes:
     description:

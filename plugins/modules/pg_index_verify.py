@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: pg_index_verify
 short_description: Prove that PostgreSQL indexes are valid, used by their queries, and made them faster
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Read-only verification of a change set of indexes, reporting numbers where a runbook reads
     C(\d+), C(EXPLAIN) output and a dashboard by eye. Fails when a check fails, returning every result.
@@ -39,6 +39,8 @@ author:
   - ChefCloud Platform Engineering (@chefcloud)
 extends_documentation_fragment:
   - chefcloud.pgindex.postgres
+  - chefcloud.pgindex.attributes
+  - chefcloud.pgindex.attributes.read_only
 options:
   indexes:
     description:
@@ -151,6 +153,13 @@ options:
       - C(lock_timeout) of the session (definition check, ANALYZE, EXPLAIN), unless an entry sets its own.
     type: str
     default: 5s
+attributes:
+  check_mode:
+    support: partial
+    details:
+      - Every check runs, read only, as in a real run; the only writes, O(analyze) and O(create_amcheck), are
+        skipped, so the plan check uses the statistics as they are and amcheck is skipped when the extension is
+        missing.
 notes:
   - Supports C(check_mode); the only writes, O(analyze) and O(create_amcheck), are then skipped.
   - Run it against the primary; the definition check needs a temporary table.

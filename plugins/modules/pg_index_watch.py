@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: pg_index_watch
 short_description: Watch what a change set of new indexes buys and costs after it is deployed
-version_added: 0.2.0
+version_added: 1.0.0
 description:
   - The runbook's Step 4 as software. Before the build, O(mode=snapshot) takes two readings O(window) seconds
     apart of the server's cumulative statistics, so "before" has rates. After the build, the action plugin of the
@@ -34,19 +34,19 @@ author:
   - ChefCloud Platform Engineering (@chefcloud)
 extends_documentation_fragment:
   - chefcloud.pgindex.postgres
+  - chefcloud.pgindex.attributes
+  - chefcloud.pgindex.attributes.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; in check mode it reads too.
-  diff_mode:
-    support: none
-    description: It changes nothing, so there is nothing to show.
   action:
     support: full
-    description: The action plugin runs the watch loop on the controller and calls the module for each reading.
+    description: Indicates if an action plugin is used.
+    details:
+      - The action plugin runs the watch loop on the controller and calls the module for each reading.
   async:
     support: none
-    description: The watch loop runs on the controller; it does not use async.
+    description: Supports being used with the C(async) keyword.
+    details:
+      - The watch loop runs on the controller; it does not use async.
 options:
   mode:
     description:

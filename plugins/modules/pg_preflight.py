@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: pg_preflight
 short_description: Tell whether it is safe to build (or drop) a set of PostgreSQL indexes now, and if not, why
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Read-only checks to run before C(CREATE INDEX CONCURRENTLY) touches a production database. Each check
     returns a status (V(pass), V(warn) or V(fail)), a message a DBA can act on, and its data.
@@ -43,6 +43,8 @@ author:
   - ChefCloud Platform Engineering (@chefcloud)
 extends_documentation_fragment:
   - chefcloud.pgindex.postgres
+  - chefcloud.pgindex.attributes
+  - chefcloud.pgindex.attributes.read_only
 options:
   indexes:
     description:
@@ -227,13 +229,26 @@ server:
   sample: {version: '18.1', version_num: 180001, in_recovery: false, database: chefcloud_prod, user: deployer}
 space:
   description:
-    - The space estimate, for the role's disk check. C(indexes) lists each index to build with its
-      C(estimated_bytes), C(estimated_rows), C(key_width), C(fillfactor), C(tablespace) and C(path).
-    - C(locations) lists each path on the database host that receives data (C(path) null when unknown, with
-      C(unknown_reason)), with C(index_bytes), C(wal_bytes), C(temp_bytes) and C(required_bytes).
-    - C(total_bytes), C(wal_bytes), C(temp_bytes), C(min_free_percent), C(free_margin_percent).
+    - The space estimate, for the role's disk check (filter P(chefcloud.pgindex.preflight_disk_check#filter)).
+    - Also C(estimated) (false when the space checks did not run), C(total_bytes), C(wal_bytes), C(temp_bytes),
+      C(min_free_percent) and C(free_margin_percent).
   returned: always
   type: dict
+  contains:
+    indexes:
+      description:
+        - Each index to build with its C(estimated_bytes), C(estimated_rows), C(key_width), C(fillfactor),
+          C(tablespace) and C(path).
+      type: list
+      elements: dict
+      returned: always
+    locations:
+      description:
+        - Each path on the database host that receives data (C(path) null when unknown, with C(unknown_reason)),
+          with C(index_bytes), C(wal_bytes), C(temp_bytes) and C(required_bytes).
+      type: list
+      elements: dict
+      returned: always
 msg:
   description: A summary - the overall status and every check that did not pass.
   returned: always

@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+# ansible-playbook / ansible-galaxy of this venv, or of PGINDEX_ANSIBLE_BIN (a bin directory): the ansible-core
+# version matrix (tools/ansible_matrix.sh) runs the smoke tests with each version's own venv.
+BIN = Path(os.environ.get('PGINDEX_ANSIBLE_BIN') or Path(sys.executable).parent)
 SIX = ['idx_fr_overview_org_period', 'idx_fr_rankings_org_metric_period', 'idx_fr_budgets_org_cc_period',
        'idx_inv_batches_org_sku', 'idx_po_org_status_created', 'idx_payments_org_status_created']
 

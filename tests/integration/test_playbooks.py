@@ -3,9 +3,12 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from helpers.playbooks import BIN, ROOT, SIX, playbook, recap, six_state
 
 
+@pytest.mark.smoke
 def test_deploy_creates_the_six_indexes_then_changes_nothing(db):
     rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local')
     assert rc == 0, out
@@ -18,6 +21,7 @@ def test_deploy_creates_the_six_indexes_then_changes_nothing(db):
     assert out.count(': none, valid') == 6
 
 
+@pytest.mark.smoke
 def test_check_diff_changes_nothing_and_shows_the_sql(db):
     rc, out = playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local', '--check', '--diff')
     assert rc == 0, out
@@ -27,6 +31,7 @@ def test_check_diff_changes_nothing_and_shows_the_sql(db):
     assert '+CREATE INDEX idx_fr_overview_org_period ON public.franchise_overview USING btree (org_id, period)' in out
 
 
+@pytest.mark.smoke
 def test_rollback_drops_exactly_the_change_set_in_reverse_order(db):
     db.query('CREATE INDEX idx_payments_method ON payments (method)')
     assert playbook(db, 'playbooks/deploy_indexes.yml', '-i', 'inventories/local')[0] == 0
@@ -57,6 +62,7 @@ def test_invalid_change_set_is_refused_before_connecting(db, tmp_path):
     assert rc != 0 and 'index idx_a: columns must list at least one column when state is present' in out
 
 
+@pytest.mark.smoke
 def test_installed_collection_runs_the_playbook_by_fqcn(db, tmp_path):
     # no ANSIBLE_CONFIG: the checkout's ansible.cfg makes this very collection look installed already
     env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}

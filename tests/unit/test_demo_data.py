@@ -1,4 +1,4 @@
-"""tools/demo_data.py: the generators hold at the row counts the benchmarks use (ROWS=5000000)."""
+"""tests/utils/demo_data.py: the generators hold at the row counts the benchmarks use (ROWS=5000000)."""
 import demo_data
 
 

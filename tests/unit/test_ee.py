@@ -90,7 +90,7 @@ def test_galaxy_stage_installs_the_collection_offline(installed):
     for path in ('meta/execution-environment.yml', 'requirements.txt', 'bindep.txt', 'meta/runtime.yml',
                  'playbooks/deploy_indexes.yml', 'roles/pgindex/meta/argument_specs.yml'):
         assert (collection / path).is_file(), path
-    # build_ignore keeps the EE definition, the AWX configuration and the build output out of the artifact.
+    # galaxy.yml's manifest allow-list keeps the EE definition, the AWX configuration and the build output out of the artifact.
     for path in ('ee', 'awx', 'build', 'tools', '.venv', 'requirements-awx.txt'):
         assert not (collection / path).exists(), path
 

@@ -19,10 +19,10 @@ as root the server runs as the system user ``pgindex`` (created on demand).
 
 CLI::
 
-    python tools/pgserver.py start --data DIR --port N [--version V] [--set k=v ...]
-    python tools/pgserver.py stop|status --data DIR
-    python tools/pgserver.py bin-dir [--version V]
-    python tools/pgserver.py fetch --version V
+    python tests/utils/pgserver.py start --data DIR --port N [--version V] [--set k=v ...]
+    python tests/utils/pgserver.py stop|status --data DIR
+    python tests/utils/pgserver.py bin-dir [--version V]
+    python tests/utils/pgserver.py fetch --version V
 """
 from __future__ import annotations
 
@@ -370,7 +370,7 @@ class Server:
 
         conf = {"listen_addresses": "127.0.0.1", "port": self.port,
                 "unix_socket_directories": sockdir, **self.settings}
-        lines = [f"# written by tools/pgserver.py on each start\n# bin_dir: {self.bin_dir}\n"]
+        lines = [f"# written by tests/utils/pgserver.py on each start\n# bin_dir: {self.bin_dir}\n"]
         lines += [f"{k} = {quote(v)}\n" for k, v in conf.items()]
         (self.data_dir / CONF_FILE).write_text("".join(lines))
         self._own(self.data_dir / CONF_FILE)

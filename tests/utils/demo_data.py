@@ -5,8 +5,8 @@
 (2024-01 .. 2025-12), several metrics, cost centres and statuses. Tables that already hold rows are
 left alone, so running it again is quick.
 
-    python tools/demo_data.py --rows 200000            # uses the libpq environment (PGHOST, ...)
-    python tools/demo_data.py --rows 1000 --dsn "host=127.0.0.1 port=5432 dbname=x user=postgres"
+    python tests/utils/demo_data.py --rows 200000            # uses the libpq environment (PGHOST, ...)
+    python tests/utils/demo_data.py --rows 1000 --dsn "host=127.0.0.1 port=5432 dbname=x user=postgres"
 """
 import argparse
 import os
