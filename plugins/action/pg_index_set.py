@@ -310,7 +310,7 @@ class ActionModule(ActionBase):
         msg = '%s.%s Done: %s. Not built: %s.%s' % (
             why, (' Its builds still running in the server were cancelled (pid %s).' % ', '.join(str(p) for p in orphans))
             if orphans else '', ', '.join(built) or 'none', ', '.join(missing) or 'none',
-            (' INVALID leftovers: %s' % '; '.join(l['drop_sql'] for l in leftovers)) if leftovers else '')
+            (' INVALID leftovers: %s' % '; '.join(lo['drop_sql'] for lo in leftovers)) if leftovers else '')
         display.display('[%s] %s' % (time.strftime('%H:%M:%S'), msg))
         return dict(failed=True, changed=bool(built), msg=msg, indexes=indexes, leftovers=leftovers,
                     job=self._job_facts(jid, polls, elapsed, died=True, orphans_cancelled=orphans,
@@ -360,7 +360,7 @@ class ActionModule(ActionBase):
         skipped = [r['name'] for r in res['indexes'] if r.get('action') == NOT_STARTED]
         done = [r['name'] for r in res['indexes'] if not r.get('failed') and r.get('action') != NOT_STARTED]
         cleaned = [c for r in res['indexes'] for c in r.get('cleaned_up') or []]
-        left = [l.get('drop_sql') for r in res['indexes'] for l in r.get('leftovers') or []]
+        left = [lo.get('drop_sql') for r in res['indexes'] for lo in r.get('leftovers') or []]
         msg = 'interrupted (%s): cancelled %s; not started: %s; done before: %s; INVALID leftovers dropped: %s%s' % (
             name, ', '.join(cancelled) or 'nothing', ', '.join(skipped) or 'none', ', '.join(done) or 'none',
             ', '.join(cleaned) or 'none', ('; still to drop: %s' % '; '.join(left)) if left else '')

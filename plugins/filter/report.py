@@ -80,6 +80,15 @@ def _dict(value):
     return value if isinstance(value, dict) else {}
 
 
+def _first(*values):
+    """The first of ``values`` that is set."""
+    return next((value for value in values if value), None)
+
+
+def _qualified(row):
+    return '%s.%s' % (row.get('schema') or 'public', row['name'])
+
+
 def _list(value):
     return value if isinstance(value, list) else []
 
@@ -196,8 +205,7 @@ def success_criteria(rows, entries, build_result, verification, watch, target_pc
     """The runbook's Success Criteria table, each pass, fail or not measured, with what was measured.
     ``rolled_back``: the indexes the guard dropped after the watch (schema.name) - they do not count as created."""
     total = len(rows)
-    dropped = [r for r in rows if r['name'] in rolled_back
-               or '%s.%s' % (r.get('schema') or 'public', r['name']) in rolled_back]
+    dropped = [r for r in rows if r['name'] in rolled_back or _qualified(r) in rolled_back]
     criteria = []
     if state == 'absent':
         gone = [r for r in rows if r.get('exists') is False]
@@ -221,13 +229,12 @@ def success_criteria(rows, entries, build_result, verification, watch, target_pc
     failures = [r for r in rows if r['build_failed']]
     top = _dict(build_result)
     top_error = top.get('msg') if top.get('failed') and not failures else None
+    failure_texts = ['%s: %s' % (r['name'], r['build_error']) for r in failures] + ([top_error] if top_error else [])
     errors = len(failures) + (1 if top_error else 0)
     started = bool(entries) or bool(top)
     criteria.append(_criterion('No deployment errors', '0 errors', ('pass' if errors == 0 else 'fail') if started else NOT_MEASURED,
                                '%d error(s)' % errors if started else None,
-                               '; '.join(['%s: %s' % (r['name'], r['build_error']) for r in failures]
-                                         + ([top_error] if top_error else [])) or
-                               (None if started else 'the build did not start')))
+                               '; '.join(failure_texts) or (None if started else 'the build did not start')))
     if state != 'absent':
         measured = [r for r in rows if r.get('reduction_pct') is not None]
         missed = [r for r in measured if not r.get('meets_target')]
@@ -367,16 +374,16 @@ def pgindex_report(inputs):
         warnings.append(amcheck['message'])
     verified = bool(verification) and verification.get('ok') is not None
     build_failed = bool(build_result.get('failed')) or any(r['build_failed'] for r in rows)
-    ok = ((verified or bool(entries)) and not build_failed and verification.get('ok') is not False
-          and not watch.get('regressed') and not problems)
+    ok = all(((verified or bool(entries)), not build_failed, verification.get('ok') is not False,
+              not watch.get('regressed'), not problems))
     rollback = _dict(inputs.get('rollback'))
     report = dict(
         changeset=inputs.get('changeset') or 'unnamed', host=inputs.get('host'),
         entry_point=inputs.get('entry_point') or 'deploy',
         check_mode=bool(inputs.get('check_mode')),
-        database=verification.get('database') or _dict(inputs.get('snapshot')).get('database')
-        or _dict(inputs.get('preflight')).get('database') or _dict(_dict(inputs.get('preflight')).get('server')).get('database')
-        or inputs.get('database'),
+        database=_first(verification.get('database'), _dict(inputs.get('snapshot')).get('database'),
+                        _dict(inputs.get('preflight')).get('database'),
+                        _dict(_dict(inputs.get('preflight')).get('server')).get('database'), inputs.get('database')),
         server_version=verification.get('server_version') or _dict(inputs.get('snapshot')).get('server_version'),
         started_at=inputs.get('started_at') or inputs.get('finished_at'), finished_at=inputs.get('finished_at'),
         generated_at=inputs.get('finished_at'),

@@ -538,9 +538,9 @@ def _fmt(value, pattern='%s', none='-'):
 
 
 def columns(tables, new_indexes):
-    return (['HOT %% %s' % t.split('.', 1)[-1] for t in tables] + ['upd/s'] +
-            (['idx_scan new'] if new_indexes else []) +
-            ['p95 ms (worst)', 'rollbacks/s', 'deadlocks', 'lock waiters', 'connections', 'WAL B/xact'])
+    names = ['HOT %% %s' % t.split('.', 1)[-1] for t in tables] + ['upd/s']
+    names += ['idx_scan new'] if new_indexes else []
+    return names + ['p95 ms (worst)', 'rollbacks/s', 'deadlocks', 'lock waiters', 'connections', 'WAL B/xact']
 
 
 def sample_values(win, tables, new_indexes):

@@ -311,6 +311,13 @@ def failure_message(results, cancelled, cause):
         cancelled, ', '.join(failed), ', '.join(done) or 'none', cause)
 
 
+def connection_factory(module, control):
+    """The module's connections; those of a background job are registered with its job control."""
+    if control is None:
+        return module.connect
+    return lambda: control.register(module.connect())
+
+
 def run(module):
     params = module.params
     defaults = dict(params['defaults'])
@@ -320,17 +327,14 @@ def run(module):
              for i in params['indexes'] if isinstance(i, dict)]
     estimates = dict((s['name'], s['estimate_s']) for s in progress.index_states(conn, items, workers=sized['workers']))
     conn.close()
-    control, connect = None, module.connect
+    control = None
     if params['job'] and not module.check_mode:
         job = params['job']
         control = jobcontrol.JobControl(job['async_dir'], job['token'], job['heartbeat_timeout'], module.connect)
-
-        def connect():
-            return control.register(module.connect())
         control.start(parallelism=parallelism, total=len(params['indexes']), concurrency=sized, estimates=estimates)
     try:
         results, duration, parallelism = ensure_index_set(
-            connect, params['indexes'], defaults, parallelism,
+            connection_factory(module, control), params['indexes'], defaults, parallelism,
             stop_on_failure=params['on_error'] == 'stop', check_mode=module.check_mode, control=control)
     finally:
         if control is not None:
