@@ -236,7 +236,8 @@ class _IndexWork(object):
         result.update(details)
         executor = self.executor
         if executor is not None:
-            result.update(queries=list(executor.executed), attempts=executor.attempts,
+            # the SQL sent, in order: the statement that failed and the cleanup after it included
+            result.update(queries=list(executor.sent), attempts=executor.attempts,
                           blockers=list(executor.blockers), cleaned_up=list(executor.cleaned_up))
             result['changed'] = bool(executor.executed)
         elif not isinstance(exc, PgIndexError) or 'queries' not in details:

@@ -88,6 +88,7 @@ class PlanExecutor(object):
         self.spec = spec
         self.policy = policy or RetryPolicy()
         self.executed = []
+        self.sent = []      # every statement sent, in order: failed ones and cleanups too
         self.started = []
         self.cleaned_up = []
         self.blockers = []
@@ -130,8 +131,10 @@ class PlanExecutor(object):
                 with watchdog, conn.cursor() as cur:
                     cur.execute(step.statement)
                 self.executed.append(text)
+                self.sent.append(text)
                 return
             except psycopg2.Error as error:
+                self.sent.append(text)
                 exc = error
                 failure = self._failure(step, exc, watchdog)
             cleanup_note = self._clean_up_leftover(step) if step.cleanup is not None else ''
@@ -144,7 +147,7 @@ class PlanExecutor(object):
             raise BuildError(
                 failure + cleanup_note, sqlstate=exc.pgcode, failed_query=text, wait=watchdog.reason,
                 error='%s: %s' % (exc.__class__.__name__, server_message(exc)),
-                queries=list(self.executed), changed=bool(self.executed), cleaned_up=list(self.cleaned_up),
+                queries=list(self.sent), changed=bool(self.executed), cleaned_up=list(self.cleaned_up),
                 blockers=list(self.blockers), attempts=self.attempts)
 
     def _failure(self, step, exc, watchdog):
@@ -209,6 +212,7 @@ class PlanExecutor(object):
                 finally:
                     cur.execute("SELECT set_config('lock_timeout', '0', false)")
             self.executed.append(statement.as_string(conn))
+            self.sent.append(self.executed[-1])
             self.cleaned_up.append(qualified)
             return ' The INVALID index %s the failed build left behind was dropped (DROP INDEX CONCURRENTLY).' % qualified
         except (psycopg2.Error, PgIndexError) as exc:
