@@ -225,12 +225,13 @@ def _validated(label, given):
 
 def read_defaults(defaults, what='defaults'):
     """Defaults for every entry (pg_index_set's ``defaults``, the role's pgindex_* options): index
-    options only, checked like an entry's; None values are left out."""
+    options only, checked like an entry's; None and empty values are left out (an empty role option
+    means "the server's"; ansible-core before 2.19 renders a None template as an empty string)."""
     if defaults is None:
         return {}
     if not isinstance(defaults, dict):
         raise SpecError('%s must be a dict of index options, got %r' % (what, defaults))
-    given = dict((key, value) for key, value in defaults.items() if value is not None)
+    given = dict((key, value) for key, value in defaults.items() if value is not None and value != '')
     problems = unknown_keys(what, given, [k for k in INDEX_ARGUMENT_SPEC if k != 'name'], 'option')
     problems += _type_problems(what, given, INDEX_ARGUMENT_SPEC)
     if problems:
