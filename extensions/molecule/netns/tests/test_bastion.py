@@ -50,6 +50,7 @@ def test_report_is_on_the_controller_not_written_by_the_bastion(task_targets):
     """roles/pgindex/tasks/report.yml delegates the report files to localhost: the controller writes them
     (see test_controller.py for their content). Here bastion and controller share one filesystem, so a
     path check on the bastion would prove nothing: the log shows which host wrote them."""
-    for task in ('Create the report directory', 'Write the JSON report', 'Write the Markdown summary'):
+    for task in ("Create the report directory", "Write the JSON report (this run's, and latest)",
+                 "Write the Markdown report (this run's, and latest)"):
         assert task_targets.get(task), 'task %r never ran' % task
         assert set(task_targets[task]) == set(['db -> localhost']), (task, task_targets[task])
