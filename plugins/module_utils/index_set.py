@@ -13,18 +13,12 @@ import time
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import results, schedule
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.ensure import ensure_index
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.changeset import (
-    read_changeset, read_defaults, read_entry, split_params)
+    read_changeset, split_params)
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import PgIndexError
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.index_spec import IndexSpec
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.session import Session, one_line_error
 
 NOT_STARTED = results.NOT_STARTED
-
-
-def index_params(item, defaults):
-    """One change set entry validated as pg_concurrent_index's options, ``defaults`` filling gaps
-    (changeset.read_entry: unknown keys and wrong types are errors)."""
-    return dict(read_entry(item, read_defaults(defaults)).params)
 
 
 def ensure_index_set(connect, items, defaults, parallelism, stop_on_failure=True, check_mode=False, control=None):
