@@ -128,6 +128,7 @@ clean:
 BENCH_ROWS = $(if $(filter command line environment,$(origin ROWS)),$(ROWS),1000000)
 REPS ?= 3
 BENCH_ARGS ?=
+FLEET_CLUSTERS ?= 10
 BENCH_COLLECTION := bench/.collections/ansible_collections/community/postgresql
 
 bench/.venv/.installed: bench/requirements.txt
@@ -145,4 +146,5 @@ $(BENCH_COLLECTION)/MANIFEST.json: bench/requirements-collections.txt | bench/.v
 
 bench: venv bench/.venv/.installed $(BENCH_COLLECTION)/MANIFEST.json
 	bench/.venv/bin/python bench/run.py --rows $(BENCH_ROWS) --reps $(REPS) $(BENCH_ARGS)
+	bench/.venv/bin/python bench/fleet.py --clusters $(FLEET_CLUSTERS) --reps $(REPS)
 	bench/.venv/bin/python bench/render.py

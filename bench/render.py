@@ -33,6 +33,8 @@ TARGET_DEFAULT_P99_VS_RUNBOOK = 1.25
 TARGET_CPU_VS_RUNBOOK = 1.1
 TARGET_OVERHEAD_13 = 4.0
 TARGET_NOOP_13 = 3.0
+TARGET_ETA_ERROR = 0.3
+TARGET_FLEET_NOOP = 15.0
 TARGET_RATIO = 0.75
 TARGET_OVERHEAD = 5.0
 TARGET_NOOP = 5.0
@@ -69,7 +71,8 @@ def summary(doc):
     runs = by_method(doc)
     idle_p99 = med([r['writers']['p99_ms'] for r in runs.get('idle', [])])
     # the writers' own server CPU per second (idle method), subtracted from every method's
-    idle_rate = med([r['server_cpu_s'] / r['wall_s'] for r in runs.get('idle', []) if r.get('server_cpu_s') is not None])
+    idle_rate = med([r['server_cpu_s'] / r.get('cpu_span_s', r['wall_s']) for r in runs.get('idle', [])
+                     if r.get('server_cpu_s') is not None])
     rows = {}
     for method in doc['methods']:
         rs = runs.get(method, [])
@@ -86,7 +89,7 @@ def summary(doc):
             'overhead': med([r['wall_s'] - r['build_s'] for r in rs if r.get('build_s')]),
             'pre': med([r['build_start'] - r['start'] for r in rs if r.get('build_s')]),
             'post': med([r['start'] + r['wall_s'] - r['build_end'] for r in rs if r.get('build_s')]),
-            'cpu': med([r['server_cpu_s'] - (idle_rate or 0) * r['wall_s'] for r in rs
+            'cpu': med([r['server_cpu_s'] - (idle_rate or 0) * r.get('cpu_span_s', r['wall_s']) for r in rs
                         if r.get('server_cpu_s') is not None]) if method != 'idle' else None,
             'p50': med([r['writers']['p50_ms'] for r in rs]),
             'p99': p99,
@@ -101,6 +104,27 @@ def summary(doc):
                                  for r in rs if r.get('concurrency_s')]),
         }
     return rows
+
+
+def eta_table(runs):
+    """[(label 'method rN: index', error, entry)] over the playbook methods' runs with ETA samples."""
+    found = []
+    for method in ('ours_default', 'ours_offpeak'):
+        for r in runs.get(method, []):
+            for name, e in sorted((r.get('eta') or {}).items()):
+                if e.get('error') is not None:
+                    found.append(('%s r%d: %s' % (method, r['rep'] + 1, name), e['error'], e))
+    return found
+
+
+def fleet_result():
+    """The newest bench/results/fleet-*.json, summarized: clusters, median no-op wall, runs."""
+    files = sorted(RESULTS.glob('fleet-*.json'), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return None
+    doc = json.loads(files[-1].read_text())
+    noops = [r['wall_s'] for r in doc.get('runs', []) if r.get('kind') == 'noop']
+    return dict(clusters=doc.get('clusters'), noop=med(noops), n=len(noops), doc=doc)
 
 
 def task_profile(runs, top=12):
@@ -226,8 +250,41 @@ def section(doc):
             TARGET_OVERHEAD_13, fmt(ours['overhead']), met(ours['overhead'] <= TARGET_OVERHEAD_13)))
     if noop is not None:
         out.append('| no-op re-run <= %.0f s | %s s | %s |' % (TARGET_NOOP_13, fmt(noop), met(noop <= TARGET_NOOP_13)))
-    out.append('| ETA at 50 % of each build within +-30 % | not measured by this bench yet | - |')
-    out.append('| fleet of 10 clusters as a no-op <= 15 s | not measured by this bench yet | - |')
+    eta_rows = eta_table(runs)
+    if eta_rows:
+        worst = max(eta_rows, key=lambda e: abs(e[1]))
+        within = [e for e in eta_rows if abs(e[1]) <= TARGET_ETA_ERROR]
+        out.append('| ETA at 50 %% of each build within +-%d %% (default and off-peak) | %d of %d builds within; '
+                   'median error %+.0f %%, worst %+.0f %% (%s) | %s |' % (
+                       TARGET_ETA_ERROR * 100, len(within), len(eta_rows), 100 * med([e[1] for e in eta_rows]),
+                       100 * worst[1], worst[0], met(len(within) == len(eta_rows))))
+    else:
+        out.append('| ETA at 50 % of each build within +-30 % | no build long enough to sample at mid-build | - |')
+    fleet = fleet_result()
+    if fleet is not None:
+        out.append('| fleet of %d clusters as a no-op <= %.0f s | %s s (median of %d; section "Fleet" below) | %s |' % (
+            fleet['clusters'], TARGET_FLEET_NOOP, fmt(fleet['noop']), fleet['n'],
+            met(fleet['noop'] is not None and fleet['noop'] <= TARGET_FLEET_NOOP and fleet['clusters'] >= 10)))
+    else:
+        out.append('| fleet of 10 clusters as a no-op <= 15 s | not measured (bench/fleet.py) | - |')
+    sampling = rows.get('ours_sampling', {})
+    if sampling.get('overhead') is not None and ours.get('overhead') is not None:
+        out.append('| (sampling on: its cost, wall - build on minus off; was 6.7 s at 5M before) | %s s (%s vs %s s) | '
+                   'reported |' % (fmt(sampling['overhead'] - ours['overhead']), fmt(sampling['overhead']),
+                                   fmt(ours['overhead'])))
+    floor = doc.get('floor') or []
+    if floor:
+        out.append('| (the floor here: ansible-playbook with one debug task / with one module run) | %s s / %s s '
+                   '| measured |' % (fmt(med([f['floor_debug'] for f in floor])),
+                                     fmt(med([f['floor_module'] for f in floor]))))
+    if eta_rows:
+        out.append('\n### ETA at mid-build (the loop\'s ETA nearest to 50 % of each build vs the time it still took)\n')
+        out.append('| method, rep | index | build (s) | sampled at | phase | ETA (s) | truth (s) | error |')
+        out.append('|---|---|---|---|---|---|---|---|')
+        for label, error, e in eta_rows:
+            out.append('| %s | %s | %s | %.0f %% | %s | %s | %s | %+.0f %% |' % (
+                label.split(': ')[0], label.split(': ')[1], fmt(e['duration_s']), 100 * e['at_fraction'], e['phase'],
+                fmt(e['eta_s']), fmt(e['truth_s']), 100 * error))
     out.append('\n### Earlier targets\n')
     out.append('| target | measured | |')
     out.append('|---|---|---|')
@@ -320,6 +377,11 @@ def main():
     for doc in reversed(docs):  # largest first
         plot(doc, RESULTS / ('writers-%d.png' % doc['rows']))
         parts.append(section(doc))
+    fleet = fleet_result()
+    if fleet is not None:
+        sys.path.insert(0, str(BENCH))
+        from fleet import render_fleet  # bench/fleet.py
+        parts.append('\n'.join(render_fleet(fleet['doc'])) + '\n')
     analysis = BENCH / 'analysis.md'
     if analysis.exists():
         parts.append(analysis.read_text())

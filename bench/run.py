@@ -88,6 +88,7 @@ PLAYBOOK_VARS = {
     'ours_sampling': {},
     'ours_offpeak': {'pgindex_latency_sampling': False, 'pgindex_off_peak': True},
 }
+CPU_SETTLE_S = 1.0
 LOG_RE = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC \[(\d+)\] [^:]*: LOG:  '
                     r'duration: ([\d.]+) ms  statement: (.*)$')
 
@@ -105,6 +106,32 @@ def pct(values, p):
     lo = int(k)
     hi = min(lo + 1, len(v) - 1)
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def eta_accuracy(samples, intervals, build_start):
+    """Per index: the ETA the build loop printed nearest to the middle of the build, against the truth.
+
+    ``samples``: pg_index_set's job.eta_samples (at: epoch of the job's reading, index, phase, eta_s);
+    ``intervals``: {index: [start, end]} in seconds from ``build_start`` (epoch), from the server log.
+    At the sample nearest to 50 % of the build (between 25 % and 75 %), the truth is the time the build
+    still took (end - at); the error is (eta - truth) / truth. None for an index with no such sample.
+    """
+    out = {}
+    for name, (start, end) in intervals.items():
+        start, end = build_start + start, build_start + end
+        duration = end - start
+        mid = start + duration / 2.0
+        near = [s for s in samples if s.get('index') == name and s.get('eta_s') is not None
+                and start + 0.25 * duration <= s['at'] <= start + 0.75 * duration]
+        if not near or duration <= 0:
+            out[name] = {'duration_s': duration, 'sample': None, 'error': None}
+            continue
+        best = min(near, key=lambda s: abs(s['at'] - mid))
+        truth = end - best['at']
+        out[name] = {'duration_s': round(duration, 2), 'at_fraction': round((best['at'] - start) / duration, 2),
+                     'phase': best.get('phase'), 'eta_s': best['eta_s'], 'truth_s': round(truth, 2),
+                     'error': round((best['eta_s'] - truth) / truth, 3) if truth > 0 else None}
+    return out
 
 
 # --------------------------------------------------------------------------- server and data
@@ -300,18 +327,25 @@ class Bench:
             commands, timing = self.command_for(method, tag)
             rcs = self.run_commands(commands, tag)
         t1 = time.time()
+        # a backend that just exited may not be reaped yet: neither a child in /proc nor in the postmaster's
+        # cutime. Read the CPU after a settle; the writers' share of it is subtracted over the same span.
+        time.sleep(CPU_SETTLE_S)
         cpu1 = self.server_cpu_s()
-        time.sleep(self.args.preroll)
+        cpu_span = time.time() - t0
+        time.sleep(max(0.0, self.args.preroll - CPU_SETTLE_S))
         writer.send_signal(signal.SIGTERM)
         writer.wait(timeout=30)
         result = {'method': method, 'rep': rep, 'rc': rcs, 'wall_s': t1 - t0, 'start': t0,
-                  'server_cpu_s': cpu1 - cpu0}
+                  'server_cpu_s': cpu1 - cpu0, 'cpu_span_s': cpu_span}
         if method != 'idle':
             result['valid_indexes'] = self.valid_indexes()
             result.update(self.build_phase(log_offset))
         result['writers'] = self.writer_stats(wl_out, t0, t1)
         if timing and timing.exists():
             result['tasks'] = json.loads(timing.read_text())
+            if result.get('intervals') and result['tasks'].get('eta_samples'):
+                result['eta'] = eta_accuracy(result['tasks']['eta_samples'], result['intervals'],
+                                             result['build_start'])
         if any(rcs) or (method != 'idle' and result['valid_indexes'] != len(self.names)):
             log('WARNING: %s rep %d: exit codes %s, %s valid indexes (see %s)' % (
                 method, rep, rcs, result.get('valid_indexes'), WORK))
@@ -370,6 +404,18 @@ class Bench:
         return {'ops': len(lat), 'failed': failed, 'p50_ms': pct(lat, 50), 'p99_ms': pct(lat, 99),
                 'max_ms': max(lat) if lat else None,
                 'series': sorted([b, round(v, 2)] for b, v in series.items())}
+
+    def floor(self, rep):
+        """What any playbook costs here: ansible-playbook with one debug task, and with one module run (ping)
+        on the same local inventory host: the floor under the fixed overhead and the no-op."""
+        out = {'rep': rep}
+        for name in ('floor_debug', 'floor_module'):
+            cmd, env, timing = self.playbook(BENCH / 'playbooks' / ('%s.yml' % name), None, '%s.r%d' % (name, rep))
+            t0 = time.time()
+            rcs = self.run_commands([(cmd, env)], '%s.r%d' % (name, rep))
+            out[name] = time.time() - t0
+            out[name + '_rc'] = rcs
+        return out
 
     def noop(self, rep):
         """The deploy playbook again with the six indexes in place: nothing to build."""
@@ -442,6 +488,10 @@ def main(argv=None):
                     n = b.noop(rep)
                     doc['noop'].append(n)
                     log('  %-14s wall %6.1f s' % ('noop re-run', n['wall_s']))
+                    f = b.floor(rep)
+                    doc.setdefault('floor', []).append(f)
+                    log('  %-14s one debug task %.1f s, one module run %.1f s' % (
+                        'floor', f['floor_debug'], f['floor_module']))
                     doc['queries']['after'].append(b.query_p95(args.query_samples))
             doc['finished'] = datetime.now(timezone.utc).isoformat(timespec='seconds')
             out.write_text(json.dumps(doc, indent=1))  # after every repetition: partial results survive

@@ -33,6 +33,7 @@ class CallbackModule(CallbackBase):
         self._current = None
         self._tasks = {}
         self._order = []
+        self._eta = []
 
     def _close(self):
         if self._current is not None:
@@ -58,10 +59,16 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_handler_task_start(self, task):
         self._start(task)
 
+    def v2_runner_on_ok(self, result):
+        # the build task's ETA samples (pg_index_set's job.eta_samples), for the ETA accuracy of the bench
+        job = result._result.get('job') if isinstance(result._result, dict) else None
+        if isinstance(job, dict) and job.get('eta_samples'):
+            self._eta = list(job['eta_samples'])
+
     def v2_playbook_on_stats(self, stats):
         self._close()
         out = os.environ.get('BENCH_TIMING_FILE')
         if out:
             with open(out, 'w') as f:
-                json.dump({'total': time.time() - self._t0,
+                json.dump({'total': time.time() - self._t0, 'eta_samples': self._eta,
                            'tasks': [self._tasks[k] for k in self._order]}, f, indent=1)

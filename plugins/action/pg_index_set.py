@@ -4,21 +4,26 @@
 """The build phase as one controller-side loop (the way ansible.windows.win_updates runs long work).
 
 It starts the pg_index_set module as a background job on the task's host (delegate_to), then, in
-one Python loop on the controller, polls the job and the builds' progress with one module call
-(pg_index_progress with ``job``: the job's status, the heartbeat and the progress together), prints
-progress lines live (n of N done, each build's phase and percent, elapsed, ETA, who blocks a wait)
-and returns the module's result the moment the job ends (polls after 1 s, 2 s, ... up to
-``progress_interval``). It owns the liveness rules of the job (module_utils/jobcontrol.py):
+one Python loop on the controller, polls the job every second with one shell command and no module
+run (_peek: touch the heartbeat, read the job's state file - the job's monitor thread writes its
+builds' progress there every second - its async result and whether its pid runs), prints progress
+lines live every ``progress_interval`` seconds and when an index ends (n of N done, each build's
+phase and percent, elapsed, ETA, who blocks a wait) and returns the module's result, read in the
+same poll, within a second of the job's end. It owns the liveness rules of the job (module_utils/jobcontrol.py):
 a job that died without a result is reported from the catalog within two polls; every poll is the
 job's heartbeat; Ctrl-C (SIGINT/SIGTERM of ansible-playbook) cancels the job's builds and waits for
-it. In check mode, or when preflight found every index identical, the module runs in the foreground.
+it. In check mode the module runs in the foreground (it plans, and shows each index's estimate); when
+preflight found every index present, valid and identical, nothing runs at all (the short path: the
+results come from preflight's observation, no module run and no job).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
+import shlex
 import signal
 import time
 import uuid
@@ -26,7 +31,7 @@ import uuid
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.chefcloud.pgindex.plugins.module_utils import eta
+from ansible_collections.chefcloud.pgindex.plugins.module_utils import eta, jobcontrol, results
 
 display = Display()
 
@@ -40,6 +45,21 @@ NOT_STARTED = 'not started'
 CANCEL_WAIT = 60
 # Polls in a row that must find the job's process gone (and no result) to call it dead.
 DEAD_POLLS = 2
+# Seconds between the cheap polls (one shell command: heartbeat, state, result); progress lines are printed every
+# progress_interval seconds and whenever an index ends.
+POLL_INTERVAL = 1.0
+PEEK_MARK = '@@pgindex-peek@@'
+# The ETA the loop computed at each reading, per build, kept in the result (job.eta_samples) so that the
+# report and the benchmark can hold it against the real durations; at most this many.
+MAX_ETA_SAMPLES = 2000
+
+
+def _json_or_none(text):
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class Interrupted(BaseException):  # like KeyboardInterrupt: no "except Exception" on the way swallows it
@@ -55,32 +75,29 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
-def all_identical(preflight, indexes):
-    """True when pg_preflight found every index of the change set present, valid and identical."""
+def identical_results(preflight, indexes):
+    """When pg_preflight found every index of the change set present, valid and identical: their results (action
+    ``none``, with the validity, size and definition preflight read), as the module would return them; else None."""
     if not isinstance(preflight, dict) or not indexes:
-        return False
-    states = {}
+        return None
+    seen = {}
     for check in preflight.get('checks') or []:
-        data = check.get('data') or {}
         name = check.get('name') or ''
         if name.startswith('index '):
-            states[name[len('index '):]] = data.get('state', check.get('state'))
-    if not states:
-        return False
-    names = set()
+            seen[name[len('index '):]] = (check, check.get('data') or {})
+    found = []
     for item in indexes:
         if not isinstance(item, dict):
-            return False
+            return None
         schema = item.get('schema') or 'public'
-        names.add('%s.%s' % (schema, item.get('name')))
-    return all(states.get(n) == 'identical' for n in names)
-
-
-def index_result(name, schema, table, action, failed, msg, leftovers=()):
-    """A per-index result in the shape every pg_index_set result has."""
-    return dict(name=name, schema=schema, table=table, action=action, changed=False, failed=failed, msg=msg,
-                error=None, duration_s=0.0, queries=[], cleaned_up=[], leftovers=list(leftovers), attempts=0,
-                blockers=[], estimate_s=0.0)
+        check, data = seen.get('%s.%s' % (schema, item.get('name')), (None, {}))
+        if check is None or data.get('state', check.get('state')) != 'identical':
+            return None
+        table = item.get('table')
+        found.append(results.index_result(item.get('name'), schema, table, 'none', msg=check.get('message') or '',
+                                          valid=data.get('valid'), size_bytes=data.get('size_bytes'),
+                                          definition=data.get('definition'), estimate_s=0.0))
+    return found
 
 
 class ActionModule(ActionBase):
@@ -94,6 +111,7 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         loop = dict((key, args.pop(key, None)) for key in LOOP_OPTIONS)
         self.interval_max = max(1, int(loop['progress_interval'] or 5))
+        self.poll_interval = min(POLL_INTERVAL, self.interval_max)
         self.build_timeout = int(loop['build_timeout'] or 86400)
         self.detach = bool(loop['detach'])
         self.heartbeat_timeout = 0 if self.detach else int(loop['heartbeat_timeout'] or 60)
@@ -101,7 +119,13 @@ class ActionModule(ActionBase):
         self.conn_args = dict((k, v) for k, v in args.items() if k not in SET_OPTIONS)
         self.indexes = [i for i in args.get('indexes') or [] if isinstance(i, dict)]
         try:
-            if self._task.check_mode or all_identical(loop['preflight'], args.get('indexes')):
+            identical = None if self._task.check_mode else identical_results(loop['preflight'], args.get('indexes'))
+            if identical is not None:
+                # the short path: preflight proved every index in place just now; no module run, no job
+                result.update(changed=False, indexes=identical, short_path=True, leftovers=[], diff=[],
+                              msg='%s (preflight found every index present, valid and identical: nothing started)'
+                              % results.set_outcome(identical)['msg'])
+            elif self._task.check_mode:
                 result.update(self._foreground(args))
             else:
                 result.update(self._background(args))
@@ -129,8 +153,6 @@ class ActionModule(ActionBase):
                     eta.human_seconds(total), conc.get('lanes', '?'), conc.get('rule', '')))
                 for line in lines:
                     display.display(line)
-        else:
-            res['short_path'] = True
         return res
 
     # ------------------------------------------------------------------ background job + loop
@@ -185,37 +207,86 @@ class ActionModule(ActionBase):
         except OSError:
             return None
 
+    def _peek(self, jid, token):
+        """One cheap poll, no module run: touch the heartbeat, read the job's state file (its builds' progress
+        included: the job's monitor thread writes it every second), the async result file and whether the job's
+        pid runs, in one shell command on the module host. None when the command itself failed."""
+        files = jobcontrol.paths(self.async_dir, token)
+        quote = shlex.quote
+        pid = (self.last_state or {}).get('pid')
+        cmd = ('touch %s 2>/dev/null; cat %s 2>/dev/null; echo; echo %s; cat %s 2>/dev/null; echo; echo %s; %s' % (
+            quote(files['heartbeat']), quote(files['state']), PEEK_MARK, quote(os.path.join(self.async_dir, jid)),
+            PEEK_MARK, ('kill -0 %d 2>/dev/null && echo 1 || echo 0' % int(pid)) if pid else 'echo'))
+        res = self._low_level_execute_command(cmd, sudoable=True)
+        parts = (res.get('stdout') or '').split(PEEK_MARK + '\n')
+        if res.get('rc') not in (0, None) or len(parts) != 3:
+            return None
+        state = _json_or_none(parts[0])
+        data = _json_or_none(parts[1])
+        finished = isinstance(data, dict) and ('started' not in data or bool(data.get('finished')))
+        alive = {'1': True, '0': False}.get(parts[2].strip())
+        if alive is False and not finished:
+            return dict(state=state, finished=False, alive=False, result_text=None)
+        return dict(state=state, finished=finished, alive=alive, result_text=parts[1] if finished else None)
+
     def _follow(self, jid, token):
         start = time.monotonic()
         deadline = start + self.build_timeout + 60
         tracker = eta.EtaTracker()
-        first = self._progress(jid, token, states=True)
-        self.estimates = dict((s['name'], s.get('estimate_s') or 0.0) for s in first.get('states') or [])
-        self.last_state = {}
-        poll, dead, interval, polls = first, 0, 1, 1
-        announced = False
+        self.estimates, self.last_state = {}, {}
+        dead, polls, printed, announced, done_seen, tracked_at = 0, 0, None, False, -1, None
+        self.eta_samples = []
         while True:
-            job = poll.get('job') or {}
-            if job.get('state'):
-                self.last_state = job['state']
-            if job.get('finished'):
-                return self._finish(jid, token, polls, time.monotonic() - start)
-            dead = dead + 1 if job.get('alive') is False else 0
+            peek = self._peek(jid, token)
+            polls += 1
+            if peek is None:
+                # the shell poll failed (an odd shell?): the module poll says the same, slower
+                poll = self._progress(jid, token)
+                job = poll.get('job') or {}
+                peek = dict(state=job.get('state'), finished=job.get('finished'), alive=job.get('alive'),
+                            result_text=None)
+            if peek['state']:
+                self.last_state = peek['state']
+                self.estimates = self.last_state.get('estimates') or self.estimates
+            if peek['finished']:
+                return self._finish(jid, token, polls, time.monotonic() - start, peek['result_text'])
+            dead = dead + 1 if peek['alive'] is False else 0
             if dead >= DEAD_POLLS or time.monotonic() > deadline:
                 return self._died(jid, token, polls, time.monotonic() - start, timed_out=dead < DEAD_POLLS)
             if not announced and self.last_state:
                 announced = True
                 display.display(self._announce())
-            for line in self._lines(poll, tracker, time.monotonic() - start):
-                display.display(line)
+            now = time.monotonic()
+            done = len(self.last_state.get('done') or [])
+            seen_at = self.last_state.get('progress_at')
+            if seen_at and seen_at != tracked_at:
+                # a new reading of the job's monitor: the ETA model learns from every one, printed or not
+                tracked_at = seen_at
+                remaining = self._track(tracker, seen_at)
+                if printed is None or now - printed >= self.interval_max or done != done_seen:
+                    printed, done_seen = now, done
+                    for line in self._lines(remaining, now - start):
+                        display.display(line)
             if os.getppid() != self.parent:
                 # the controller (ansible-playbook) is gone: stop the heartbeat, the job cancels itself
                 return dict(failed=True, msg='ansible-playbook went away; the job %s stops its builds after its '
                             'heartbeat timeout (%d s)' % (jid, self.heartbeat_timeout))
-            time.sleep(interval)
-            interval = min(self.interval_max, interval + 1)
-            poll = self._progress(jid, token)
-            polls += 1
+            time.sleep(self.poll_interval)
+
+    def _decode(self, text):
+        """The job's result as _execute_module would return it (the module's serialization profile), or None."""
+        raw = dict(stdout=text, stderr='', rc=0)
+        try:
+            try:
+                res = self._parse_returned_data(raw, 'legacy')   # ansible-core 2.19+
+            except TypeError:
+                res = self._parse_returned_data(raw)            # before 2.19
+        except Exception:  # pylint: disable=broad-except
+            return None
+        if not isinstance(res, dict) or res.get('parsed') is False:
+            return None
+        res.pop('_ansible_parsed', None)
+        return res
 
     def _announce(self):
         state = self.last_state
@@ -225,37 +296,57 @@ class ActionModule(ActionBase):
             state.get('total', len(self.indexes)), state.get('pid'), state.get('parallelism'), conc.get('rule', ''),
             eta.human_seconds(total)))
 
-    def _lines(self, poll, tracker, elapsed):
-        """The progress lines of one poll: a header with n of N done and the ETA, one line per build."""
-        builds = poll.get('builds') or []
+    def _track(self, tracker, seen_at):
+        """Each running build's remaining seconds at the job's reading ``seen_at`` (epoch, the job's clock: the
+        rate of a phase is measured between two readings of the same monitor), and a sample for the result."""
+        remaining = []
+        for build in self.last_state.get('builds') or []:
+            left = tracker.update(build.get('pid'), build, seen_at, self.estimates.get(build.get('index')))
+            remaining.append((build, left))
+            if len(self.eta_samples) < MAX_ETA_SAMPLES:
+                done, total = eta.counter(build)
+                self.eta_samples.append(dict(at=round(seen_at, 2), index=build.get('index'), phase=build.get('phase'),
+                                             percent=build.get('percent'), done=done, total=total,
+                                             elapsed_s=build.get('elapsed_s'),
+                                             phase_started_s=build.get('phase_started_s'), eta_s=left,
+                                             estimate_s=self.estimates.get(build.get('index')),
+                                             waiting=bool(build.get('waiting_for'))))
+        return remaining
+
+    def _lines(self, remaining, elapsed):
+        """The progress lines of one reading: a header with n of N done and the ETA, one line per build."""
         state = self.last_state
         done = state.get('done') or []
         done_names = set(d.get('name') for d in done)
-        building = set(b.get('index') for b in builds)
-        now = time.monotonic()
-        lines, remaining = [], []
-        for build in builds:
-            left = tracker.update(build.get('pid'), build, now, self.estimates.get(build.get('index')))
-            remaining.append(left)
+        building = set(build.get('index') for build, left in remaining)
+        lines = []
+        for build, left in remaining:
             lines.append('  %s%s' % (build.get('line'), '' if left is None else ', ETA %s%s' % (
                 eta.human_seconds(left), ' after the wait' if build.get('waiting_for') else '')))
         waiting = [self.estimates.get(i['name'], 0.0) for i in self.indexes
                    if i['name'] not in done_names and i['name'] not in building]
-        total_left = eta.overall_remaining(remaining, waiting, state.get('parallelism') or 1)
+        total_left = eta.overall_remaining([left for build, left in remaining], waiting, state.get('parallelism') or 1)
         header = '[%s] %d of %d done, %d building, elapsed %s, ETA %s' % (
-            time.strftime('%H:%M:%S'), len(done), len(self.indexes), len(builds), eta.human_seconds(elapsed),
-            eta.human_seconds(total_left) + (' + the waits' if any(b.get('waiting_for') for b in builds) else ''))
-        if poll.get('progress_error'):
-            header += ' (progress not readable: %s)' % poll['progress_error']
+            time.strftime('%H:%M:%S'), len(done), len(self.indexes), len(remaining), eta.human_seconds(elapsed),
+            eta.human_seconds(total_left) + (' + the waits' if any(b.get('waiting_for') for b, left in remaining)
+                                             else ''))
+        if state.get('progress_error'):
+            header += ' (progress not readable: %s)' % state['progress_error']
         return [header] + lines
 
     def _job_facts(self, jid, polls, elapsed, **extra):
         return dict(dict(jid=jid, pid=self.last_state.get('pid'), polls=polls, followed_s=round(elapsed, 1),
-                         died=False, interrupted=False), **extra)
+                         died=False, interrupted=False, eta_samples=getattr(self, 'eta_samples', [])), **extra)
 
-    def _finish(self, jid, token, polls, elapsed):
-        res = self._execute_module(module_name='ansible.builtin.async_status', module_args=dict(jid=jid, _async_dir=self.async_dir),
-                                   task_vars=self.task_vars)
+    def _finish(self, jid, token, polls, elapsed, result_text=None):
+        # the job removed its control files as it ended; a poll in between may have touched the heartbeat again
+        files = jobcontrol.paths(self.async_dir, token)
+        self._low_level_execute_command('rm -f %s' % ' '.join(shlex.quote(files[k]) for k in sorted(files)),
+                                        sudoable=True)
+        res = self._decode(result_text) if result_text else None
+        if res is None:
+            res = self._execute_module(module_name='ansible.builtin.async_status',
+                                       module_args=dict(jid=jid, _async_dir=self.async_dir), task_vars=self.task_vars)
         if 'indexes' not in res:
             # the job process ended without its result (killed, crashed): say what the catalog shows
             return self._died(jid, token, polls, elapsed, detail=res.get('msg'))
@@ -279,24 +370,24 @@ class ActionModule(ActionBase):
             name = state['name']
             reported = done.get(name)
             if reported and not reported.get('failed') and state.get('valid') is not False:
-                r = index_result(name, state['schema'], state['table'], reported.get('action'), False,
-                                 reported.get('msg') or 'done before the job died')
+                r = results.index_result(name, state['schema'], state['table'], reported.get('action'),
+                                         msg=reported.get('msg') or 'done before the job died')
                 r['duration_s'] = reported.get('duration_s') or 0.0
                 built.append(name)
             elif state.get('valid'):
-                r = index_result(name, state['schema'], state['table'], 'unknown', False,
-                                 'valid in the catalog (the job died before reporting it)')
+                r = results.index_result(name, state['schema'], state['table'], 'unknown',
+                                         msg='valid in the catalog (the job died before reporting it)')
                 built.append(name)
             elif state.get('exists'):
                 left = dict(index=name, schema=state['schema'], drop_sql=state['drop_sql'])
-                r = index_result(name, state['schema'], state['table'], 'not built', True,
-                                 'not built: an INVALID index is left behind; run %s (the next run rebuilds it)'
-                                 % state['drop_sql'], leftovers=[left])
+                r = results.index_result(name, state['schema'], state['table'], 'not built', failed=True,
+                                         msg='not built: an INVALID index is left behind; run %s (the next run '
+                                         'rebuilds it)' % state['drop_sql'], leftovers=[left])
                 leftovers.append(left)
                 missing.append(name)
             else:
-                r = index_result(name, state['schema'], state['table'], 'not built', True,
-                                 'not built: the job died before building it')
+                r = results.index_result(name, state['schema'], state['table'], 'not built', failed=True,
+                                         msg='not built: the job died before building it')
                 missing.append(name)
             r['estimate_s'] = self.estimates.get(name, 0.0)
             indexes.append(r)

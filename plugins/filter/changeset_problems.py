@@ -52,13 +52,28 @@ _value:
   elements: str
 """
 
-from ansible_collections.chefcloud.pgindex.plugins.module_utils import changeset
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import HAS_PSYCOPG2
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.sql_expression import HAS_PGLAST
+from ansible.module_utils.six.moves.collections_abc import Mapping
+
+
+def _plain(value):
+    """The same data as plain dicts, lists and strs. Ansible 2.19 hands filters lazy containers whose deepcopy
+    (the argument spec validator copies its input) copies the templating context too: a second per entry."""
+    if isinstance(value, Mapping):
+        return dict((_plain(k), _plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
 
 
 def changeset_problems(items, defaults=None):
-    return changeset.changeset_problems(items, defaults, prove_sql=HAS_PGLAST and HAS_PSYCOPG2)
+    # Imported here, not at the top: Ansible loads every filter file of the collection to find one filter,
+    # in every task's worker process, so a filter file's imports are paid by each task that uses any filter.
+    from ansible_collections.chefcloud.pgindex.plugins.module_utils import changeset
+    from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import HAS_PSYCOPG2
+    from ansible_collections.chefcloud.pgindex.plugins.module_utils.sql_expression import HAS_PGLAST
+    return changeset.changeset_problems(_plain(items), _plain(defaults), prove_sql=HAS_PGLAST and HAS_PSYCOPG2)
 
 
 class FilterModule(object):

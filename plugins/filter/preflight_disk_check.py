@@ -21,10 +21,12 @@ description:
 options:
   _input:
     description:
-      - The C(results) of a looped C(ansible.builtin.command) task running C(df -P -B1) over the locations
-        (each result's C(item) is a location, or its path).
-    type: list
-    elements: dict
+      - Either the registered result of the role's one measuring command on the database host (a dict, whose
+        C(stdout) holds C(cpus N), then for each path a C(@@pgindex-df <path>) line, the output of
+        C(df -P -B1 -- <path>) and a C(@@pgindex-rc <rc>) line; the role's C(preflight.yml) runs it),
+      - or the C(results) of a looped C(ansible.builtin.command) task running C(df -P -B1) over the locations
+        (a list; each result's C(item) is a location, or its path).
+    type: raw
     required: true
   space:
     description: RV(chefcloud.pgindex.pg_preflight#module:space) of the preflight.
@@ -60,10 +62,17 @@ _value:
   type: dict
 """
 
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight import check_disk
-
 
 def preflight_disk_check(results, space, host='the database host'):
+    # Imported on use: see changeset_problems.py.
+    from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight_disk import check_disk, split_host_measure
+    if isinstance(results, dict):
+        # the role's one measuring command (HOST_MEASURE_SCRIPT): CPU count and every df in one run
+        if results.get('skipped') or 'stdout' not in results:
+            reports = []
+        else:
+            reports = split_host_measure(results.get('stdout'))[1]
+        return check_disk(space or {}, reports, host)
     reports = []
     for result in results or []:
         if not isinstance(result, dict) or result.get('skipped'):

@@ -334,6 +334,9 @@ def table_lines(report):
     watch = report['watch']
     if watch.get('enabled'):
         lines.append('watch: %s' % (watch.get('summary') or watch.get('verdict')))
+    if report['build'].get('short_path') and not report['verified']:
+        lines.append('nothing to do: preflight found every index present, valid and identical, so nothing was built '
+                     'and the verification was skipped (playbooks/verify_indexes.yml verifies on demand)')
     lines.append('success criteria: ' + '; '.join(
         '%s %s' % (c['criterion'], c['status'].upper() if c['status'] != NOT_MEASURED else 'not measured')
         for c in report['success_criteria']))
@@ -396,7 +399,8 @@ def pgindex_report(inputs):
         preflight=preflight_record(inputs.get('preflight'), inputs.get('preflight_results')),
         cause=failure or (build_result.get('msg') if build_failed else None) or (problems[0] if problems else None),
         build=dict(started=bool(entries) or bool(build_result), failed=build_failed, msg=build_result.get('msg'),
-                   duration_s=build_result.get('duration_s'), parallelism=build_result.get('parallelism')),
+                   duration_s=build_result.get('duration_s'), parallelism=build_result.get('parallelism'),
+                   short_path=bool(build_result.get('short_path'))),
         sampling=dict(baseline=baseline.get('sampling'), verify=verification.get('sampling')),
         amcheck=amcheck or None, analyzed=_list(verification.get('analyzed')), review=verification.get('review'),
         watch=dict(watch, enabled=bool(watch.get('enabled'))),

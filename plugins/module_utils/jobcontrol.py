@@ -6,8 +6,10 @@
 The pg_index_set action plugin starts the module as an async job and passes it ``job`` (the async
 directory and a token). Next to the async job file, on the module host:
 
-- ``pgindex-<token>.state.json``: written by the job: its pid, its lanes, each index as it ends;
-- ``pgindex-<token>.heartbeat``: touched by every poll of the controller (pg_index_progress);
+- ``pgindex-<token>.state.json``: written by the job: its pid, its lanes, the estimates, each index as it
+  ends, and every second its builds' progress (pg_stat_progress_create_index, with who blocks a wait),
+  read by its monitor thread, so the controller's poll is one ``cat`` and no module run;
+- ``pgindex-<token>.heartbeat``: touched by every poll of the controller;
 - ``pgindex-<token>.cancel``: created by the controller to cancel the job (Ctrl-C).
 
 The job's monitor thread cancels its own builds (pg_cancel_backend of its CREATE INDEX sessions,
@@ -26,7 +28,7 @@ import os
 import threading
 import time
 
-MONITOR_INTERVAL = 1.0
+MONITOR_INTERVAL = 0.5
 
 
 def paths(async_dir, token):
@@ -38,7 +40,7 @@ def write_json(path, data):
     """Write atomically: a reader sees the old content or the new one, never half of it."""
     tmp = '%s.%d.tmp' % (path, os.getpid())
     with open(tmp, 'w') as handle:
-        json.dump(data, handle)
+        json.dump(data, handle, default=str)
     os.rename(tmp, path)
 
 
@@ -136,8 +138,13 @@ class JobControl(object):
     builds open (their backend pids are the ones cancelled).
     """
 
-    def __init__(self, async_dir, token, heartbeat_timeout, connect_monitor, clock=time.time):
+    def __init__(self, async_dir, token, heartbeat_timeout, connect_monitor, clock=time.time, progress=None,
+                 row_info=None):
         self.files = paths(async_dir, token)
+        # progress(conn) -> the builds' progress rows (module_utils/progress.build_progress), read every second
+        self.progress = progress
+        # per index name, facts added to each of its progress rows (sort_spills: which phase shares the ETA uses)
+        self.row_info = row_info or {}
         self.heartbeat_timeout = float(heartbeat_timeout or 0)
         self.connect_monitor = connect_monitor
         self.clock = clock
@@ -149,6 +156,7 @@ class JobControl(object):
         self._thread = threading.Thread(target=self._loop, name='pgindex-jobcontrol')
         self._thread.daemon = True
         self._monitor = None
+        self._phases = {}
 
     def start(self, **info):
         self.state.update(info)
@@ -208,25 +216,63 @@ class JobControl(object):
                 self.state['cancelled'] = reason
                 self._write()
 
+    def _monitor_session(self, use):
+        """use(the monitor's own session); a failed session is closed and replaced next time. Returns
+        (value, None) or (None, the error's one-line text)."""
+        try:
+            if self._monitor is None or self._monitor.closed:
+                self._monitor = self.connect_monitor()
+            return use(self._monitor), None
+        except Exception as exc:  # pylint: disable=broad-except
+            # the monitor's session failed: try again in a second with a new one
+            if self._monitor is not None and not self._monitor.closed:
+                try:
+                    self._monitor.close()
+                except Exception:  # pylint: disable=broad-except
+                    pass
+            self._monitor = None
+            return None, ' '.join((getattr(exc, 'msg', None) or str(exc) or type(exc).__name__).split())[:300]
+
     def _cancel_builds(self):
         """pg_cancel_backend of this job's sessions that run a CREATE INDEX (not the cleanups)."""
         with self._lock:
             pids = [c.get_backend_pid() for c in self._conns if not c.closed]
         if not pids:
             return
-        try:
-            if self._monitor is None or self._monitor.closed:
-                self._monitor = self.connect_monitor()
-            cancel_builds(self._monitor, pids)
-        except Exception:  # pylint: disable=broad-except
-            # the monitor's session failed: try again in a second with a new one
-            if self._monitor is not None and not self._monitor.closed:
-                self._monitor.close()
-            self._monitor = None
+        self._monitor_session(lambda conn: cancel_builds(conn, pids))
+
+    def read_progress(self):
+        """The builds' progress into the state file (the controller reads it with its heartbeat)."""
+        if self.progress is None:
+            return
+        rows, error = self._monitor_session(self.progress)
+        for row in rows or []:
+            self._phase_start(row)
+        with self._lock:
+            self.state['progress_at'] = self.clock()
+            self.state['progress_error'] = error
+            if error is None:
+                self.state['builds'] = rows or []
+            self._write()
+
+    def _phase_start(self, row):
+        """Set ``phase_started_s`` on a progress row: how far into the build its current phase began, halfway
+        between the last reading in the phase before and the first in this one (the ETA of a sort needs it)."""
+        key = (row.get('pid'), row.get('index'))
+        phase, elapsed = row.get('phase'), float(row.get('elapsed_s') or 0.0)
+        seen = self._phases.get(key)
+        if seen is None or seen['phase'] != phase:
+            last = seen['last'] if seen is not None else 0.0
+            seen = dict(phase=phase, started=round((last + elapsed) / 2.0, 2), last=elapsed)
+            self._phases[key] = seen
+        seen['last'] = elapsed
+        row['phase_started_s'] = seen['started']
+        row.update(self.row_info.get(row.get('index')) or {})
 
     def _loop(self):
         while not self._stop.wait(MONITOR_INTERVAL):
             self.check()
+            self.read_progress()
 
     def close(self):
         self._stop.set()

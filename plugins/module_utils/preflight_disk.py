@@ -11,6 +11,35 @@ __metaclass__ = type
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight_result import FAIL, PASS, WARN, check, human_bytes
 
 
+# One command on the database host measures everything the role needs of it (preflight.yml, the script is the
+# role's pgindex_host_measure_script): its CPU count on the first line, then ``df -P -B1`` of every path, each
+# block between markers. The paths are the script's positional parameters (never pasted into it).
+DF_MARK = '@@pgindex-df '
+RC_MARK = '@@pgindex-rc '
+
+
+def split_host_measure(stdout):
+    """(cpus, reports) from the output of the role's pgindex_host_measure_script: cpus 0 when unknown; one
+    report per path (path, rc, stdout, stderr) in the shape check_disk reads."""
+    cpus, reports, current = 0, [], None
+    for line in (stdout or '').splitlines():
+        if current is None and not reports and not cpus and line.strip().isdigit():
+            cpus = int(line.strip())
+        elif line.startswith(DF_MARK):
+            current = dict(path=line[len(DF_MARK):], rc=None, lines=[])
+        elif current is not None and line.startswith(RC_MARK):
+            try:
+                rc = int(line[len(RC_MARK):])
+            except ValueError:
+                rc = 1
+            text = '\n'.join(current['lines']) + '\n'
+            reports.append(dict(path=current['path'], rc=rc, stdout=text, stderr='' if rc == 0 else text))
+            current = None
+        elif current is not None:
+            current['lines'].append(line)
+    return cpus, reports
+
+
 def parse_df(stdout):
     """The data line of ``df -P -B1 <path>``: filesystem, size_bytes, used_bytes, available_bytes, mount."""
     lines = [line for line in (stdout or '').splitlines() if line.strip()]

@@ -12,7 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.chefcloud.pgindex.plugins.module_utils import catalog, eta
-from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import sql
+from ansible_collections.chefcloud.pgindex.plugins.module_utils.connection import psycopg2, sql
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import SpecError
 
 
@@ -113,11 +113,20 @@ def table_bytes(conn, tables):
     return sizes
 
 
-def index_states(conn, items, default_schema='public', workers=0):
+def index_states(conn, items, default_schema='public', workers=0, maintenance_work_mem=None):
     """Per change-set item: the catalog's view of its index (exists, valid), the DROP statement of an
     INVALID one, and the estimated build duration (eta.estimate_seconds from the table's size)."""
     keys = [(item.get('schema') or default_schema, item.get('table')) for item in items]
     sizes = table_bytes(conn, [k for k in keys if k[1]])
+    mwm = None
+    try:
+        with conn.cursor() as cur:
+            # the memory of the builds' sorts (for the ETA's phase shares): the change set's setting, else the server's
+            cur.execute("SELECT pg_size_bytes(coalesce(%s, current_setting('maintenance_work_mem')))",
+                        (maintenance_work_mem or None,))
+            mwm = cur.fetchone()[0]
+    except psycopg2.Error:  # an odd value is the change set reader's to refuse; the ETA just does without
+        mwm = None
     states = []
     for item, key in zip(items, keys):
         schema = key[0]
@@ -129,7 +138,8 @@ def index_states(conn, items, default_schema='public', workers=0):
         size = sizes.get(key, 0)
         state = dict(name=item.get('name'), schema=schema, table=item.get('table'), exists=row is not None,
                      valid=row[0] if row else None, table_bytes=size,
-                     estimate_s=eta.estimate_seconds(size, workers=workers), drop_sql=None)
+                     estimate_s=eta.estimate_seconds(size, workers=workers),
+                     sort_spills=eta.sort_spills(size, mwm, workers), drop_sql=None)
         if row is not None and not row[0]:
             state['drop_sql'] = sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}.{}').format(
                 sql.Identifier(schema), sql.Identifier(item.get('name'))).as_string(conn)

@@ -33,15 +33,39 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.chefcloud.pgindex.plugins.module_utils.errors import SpecError
 
 try:
-    from pglast import ast as pg_ast
-    from pglast import parser as pg_parser
-    from pglast.visitors import Visitor
-    HAS_PGLAST = True
-    PGLAST_IMPORT_ERROR = None
-except ImportError:  # pragma: no cover - the module host lacks pglast
+    # pglast is imported on first use (its parse tree classes take a noticeable part of a second to load, and
+    # most module runs and filter calls never parse anything); only its presence is checked here.
+    import importlib.util
+    HAS_PGLAST = importlib.util.find_spec('pglast') is not None
+    PGLAST_IMPORT_ERROR = None if HAS_PGLAST else 'No module named pglast'
+except (ImportError, ValueError):  # pragma: no cover - the module host lacks pglast
     HAS_PGLAST = False
     PGLAST_IMPORT_ERROR = traceback.format_exc()
-    Visitor = object
+
+_PGLAST = {}
+
+
+def _pglast():
+    """(pglast.ast, pglast.parser, the sub-link counting visitor class), imported once."""
+    if not _PGLAST:
+        try:
+            from pglast import ast as pg_ast
+            from pglast import parser as pg_parser
+            from pglast.visitors import Visitor
+        except ImportError:  # pragma: no cover - present but broken
+            raise SpecError(PGLAST_MISSING, exception=traceback.format_exc())
+
+        class SubLinks(Visitor):
+            def __init__(self):
+                super(SubLinks, self).__init__()
+                self.found = 0
+
+            def visit_SubLink(self, ancestors, node):
+                self.found += 1
+
+        _PGLAST.update(ast=pg_ast, parser=pg_parser, sublinks=SubLinks)
+    return _PGLAST
+
 
 PGLAST_MISSING = missing_required_lib(
     'pglast', reason='to prove index expressions, predicates and verification queries with the PostgreSQL parser')
@@ -65,6 +89,7 @@ def _plain(text):
 
 
 def _tokens(kind, text):
+    pg_parser = _pglast()['parser']
     try:
         return pg_parser.scan(_plain(text))
     except pg_parser.ParseError as exc:
@@ -72,19 +97,11 @@ def _tokens(kind, text):
 
 
 def _parse(kind, text, shown=None):
+    pg_parser = _pglast()['parser']
     try:
         return pg_parser.parse_sql(_plain(text))
     except pg_parser.ParseError as exc:
         raise SpecError('%s is not valid SQL: %s (%r)' % (kind, _error_text(exc), shown if shown is not None else text))
-
-
-class _SubLinks(Visitor):
-    def __init__(self):
-        super(_SubLinks, self).__init__()
-        self.found = 0
-
-    def visit_SubLink(self, ancestors, node):
-        self.found += 1
 
 
 def check_single_expression(kind, text):
@@ -119,7 +136,7 @@ def expression_node(kind, text):
     """The parse tree of the expression ``text`` (as PostgreSQL parses ``SELECT (text)``)."""
     require_pglast()
     statements = _parse(kind, 'SELECT (%s\n)' % text, text)
-    if len(statements) != 1 or not isinstance(statements[0].stmt, pg_ast.SelectStmt):
+    if len(statements) != 1 or not isinstance(statements[0].stmt, _pglast()['ast'].SelectStmt):
         raise SpecError('%s must be a single SQL expression (%r)' % (kind, text))
     select = statements[0].stmt
     extra = [field for field in ('distinctClause', 'intoClause', 'fromClause', 'whereClause', 'groupClause',
@@ -131,7 +148,7 @@ def expression_node(kind, text):
     if len(select.targetList or ()) != 1 or select.targetList[0].name:
         raise SpecError('%s must be a single SQL expression, not a list (%r)' % (kind, text))
     node = select.targetList[0].val
-    sublinks = _SubLinks()
+    sublinks = _pglast()['sublinks']()
     sublinks(node)
     if sublinks.found:
         raise SpecError('%s must not hold a subquery (PostgreSQL: cannot use subquery in index expression or '
@@ -163,7 +180,7 @@ def check_one_statement(kind, text, node_type=None):
 
 def is_query(kind, text):
     """True when ``text`` (one statement) is a query: SELECT, WITH ... SELECT, VALUES or TABLE."""
-    return isinstance(_statements(kind, text), pg_ast.SelectStmt)
+    return isinstance(_statements(kind, text), _pglast()['ast'].SelectStmt)
 
 
 def prove_index_statement(kind, text, keys, where, include_count):
@@ -175,7 +192,7 @@ def prove_index_statement(kind, text, keys, where, include_count):
     """
     require_pglast()
     statement = _statements(kind, text)
-    if not isinstance(statement, pg_ast.IndexStmt):
+    if not isinstance(statement, _pglast()['ast'].IndexStmt):
         raise SpecError('%s must be one CREATE INDEX statement, got %s' % (kind, type(statement).__name__))
     params = list(statement.indexParams or ())
     if len(params) != len(keys):

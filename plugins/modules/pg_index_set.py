@@ -82,8 +82,9 @@ options:
     default: false
   progress_interval:
     description:
-      - Longest time in seconds between two progress polls of the background job (the first polls come after 1 s,
-        2 s, ..., so a short job ends fast). The end of the job is seen within one interval.
+      - Seconds between two progress prints of the action plugin's loop (and at each index's end). The loop polls the
+        background job every second with one shell command on the module host (no module run), so the end of the job
+        is seen within about a second.
     type: int
     default: 5
   build_timeout:
@@ -325,12 +326,18 @@ def run(module):
     parallelism, sized = size_concurrency(conn, params, defaults)
     items = [dict(i, schema=i.get('schema') or defaults.get('schema') or 'public')
              for i in params['indexes'] if isinstance(i, dict)]
-    estimates = dict((s['name'], s['estimate_s']) for s in progress.index_states(conn, items, workers=sized['workers']))
+    states = progress.index_states(conn, items, workers=sized['workers'],
+                                   maintenance_work_mem=defaults.get('maintenance_work_mem'))
+    estimates = dict((s['name'], s['estimate_s']) for s in states)
+    spills = dict((s['name'], s['sort_spills']) for s in states)
     conn.close()
     control = None
     if params['job'] and not module.check_mode:
         job = params['job']
-        control = jobcontrol.JobControl(job['async_dir'], job['token'], job['heartbeat_timeout'], module.connect)
+        tables = sorted(set((i['schema'], i['table']) for i in items if i.get('table')))
+        control = jobcontrol.JobControl(job['async_dir'], job['token'], job['heartbeat_timeout'], module.connect,
+                                        progress=lambda monitor: progress.build_progress(monitor, tables),
+                                        row_info=dict((name, dict(sort_spills=v)) for name, v in spills.items()))
         control.start(parallelism=parallelism, total=len(params['indexes']), concurrency=sized, estimates=estimates)
     try:
         results, duration, parallelism = ensure_index_set(

@@ -135,7 +135,8 @@ def test_artifact_is_licensed_and_versioned(artifact):
         license_text = tar.extractfile('LICENSE').read().decode()
         role_readme = tar.extractfile('roles/pgindex/README.md').read().decode()
     info = manifest['collection_info']
-    assert info['version'] == '1.0.0'
+    with open(os.path.join(os.path.dirname(__file__), '..', '..', 'galaxy.yml')) as handle:
+        assert info['version'] == yaml.safe_load(handle)['version']
     assert info['license_file'] == 'LICENSE'   # galaxy.yml: license_file (never with license)
     assert 'GNU GENERAL PUBLIC LICENSE' in license_text and 'Version 3, 29 June 2007' in license_text
     assert role_readme.startswith('# chefcloud.pgindex.pgindex')

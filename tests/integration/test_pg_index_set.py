@@ -93,8 +93,8 @@ def test_lanes_and_workers_follow_the_database_host_and_each_result_has_its_esti
     assert all(r['estimate_s'] > 0 for r in result['indexes'])
     # the builds' sessions get the workers: the module sets max_parallel_maintenance_workers for them
     failed, result = index_set(db, indexes=two, db_cpus=2, cpu_share=0.5)
-    assert not failed and result['concurrency']['lanes'] == 1 and result['concurrency']['workers'] == 0
-    assert 'cpu_share 0.50: 1 of 2 CPU(s)' in result['concurrency']['rule']
+    assert not failed and result['concurrency']['lanes'] == 1 and result['concurrency']['workers'] == 1
+    assert 'cpu_share 0.50: 2 of 2 CPU(s)' in result['concurrency']['rule']
     # nothing to build: nothing estimated
     failed, result = index_set(db, indexes=two, db_cpus=2)
     assert [r['estimate_s'] for r in result['indexes']] == [0.0, 0.0]

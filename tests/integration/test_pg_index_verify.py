@@ -196,10 +196,19 @@ def test_deploy_reports_before_after_then_no_change(db, tmp_path):
     assert rc == 0, out
     assert recap(out)['changed'] == 0
     report = read_report(tmp_path)
+    # the short path: preflight found the six present, valid and identical; nothing built, nothing re-verified
+    assert report['build']['short_path'] is True and report['verified'] is False and report['ok'] is True
     for row in report['indexes']:
-        assert row['action'] == 'none' and row['p95_before_ms'] is None and row['samples_after'] == 30
-        assert row['latency_note'] == 'no baseline: already in place before this run'
-    assert report['sampling']['baseline']['executions'] == 0
+        assert row['action'] == 'none' and row['p95_before_ms'] is None and row['samples_after'] == 0
+    assert 'nothing was built and the verification was skipped (playbooks/verify_indexes.yml verifies on demand)' in out
+    assert 'in the background' not in out
+    # verify_indexes.yml verifies them on demand, with the latency sampling
+    rc, out = playbook(db, 'playbooks/verify_indexes.yml', '-i', 'inventories/local', '-e', 'pgindex_report_dir=%s' % tmp_path)
+    assert rc == 0, out
+    report = read_report(tmp_path)
+    assert report['verified'] is True and report['ok'] is True
+    for row in report['indexes']:
+        assert row['valid'] is True and row['samples_after'] == 30
 
 
 def test_verify_playbook_reports_a_failure_then_fails(db, tmp_path):

@@ -55,7 +55,8 @@ def test_modules_ran_on_the_bastion_and_df_on_db(task_targets):
     for task in ('Run the preflight checks (read only)', 'Verify the indexes'):
         assert task_targets.get(task), 'task %r never ran' % task
         assert all(target.startswith('db -> bastion') for target in task_targets[task]), (task, task_targets[task])
-    df = task_targets.get('Measure free space on the database host (df -P -B1)')
+    df = task_targets.get('Measure the database host (its CPU count, and free space with df -P -B1 for every path '
+                          'the build writes to)')
     assert df and set(df) == set(['db']), df
 
 

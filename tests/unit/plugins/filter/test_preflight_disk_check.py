@@ -64,3 +64,42 @@ def test_skipped_results_are_ignored_and_a_missing_df_is_reported(tmp_path):
 def test_without_an_estimate_it_warns_instead_of_guessing():
     result = disk_check([], dict(estimated=False, locations=[]), host='pg1')
     assert result['status'] == 'warn' and 'no space estimate' in result['message']
+
+
+# ---------------------------------------------------------------- the role's one measuring command
+def measure(*paths):
+    """The registered result of the role's measuring task: its script (roles/pgindex/vars/main.yml) run with
+    sh -c, the paths as its arguments, as the raw task runs it on the database host."""
+    import os
+    import yaml
+    role_vars = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles', 'pgindex', 'vars', 'main.yml')
+    with open(role_vars) as handle:
+        script = yaml.safe_load(handle)['pgindex_host_measure_script']
+    proc = subprocess.run(['sh', '-c', script, 'pgindex-measure'] + [str(p) for p in paths],
+                          capture_output=True, text=True, check=False)
+    return dict(rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
+
+
+def test_one_command_measures_the_cpus_and_every_path_even_an_odd_one(tmp_path):
+    import os
+    from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight_disk import split_host_measure
+    odd = tmp_path / "it's a $(touch pwned) dir"
+    odd.mkdir()
+    missing = tmp_path / 'not-there'
+    result = measure(tmp_path, odd, missing)
+    cpus, reports = split_host_measure(result['stdout'])
+    assert cpus == os.cpu_count()
+    assert [r['path'] for r in reports] == [str(tmp_path), str(odd), str(missing)]
+    assert [r['rc'] for r in reports] == [0, 0, 1]
+    assert not (tmp_path / 'pwned').exists()   # a path is an argument, never shell text
+    judged = disk_check(result, space((tmp_path, 'idx_a', 1024), (odd, 'WAL', 1)), host='pg1')
+    assert judged['status'] == 'pass', judged
+    [fs] = judged['data']['filesystems']
+    assert fs['paths'] == [str(tmp_path), str(odd)] and fs['required_bytes'] == 1025
+    judged = disk_check(result, space((missing, 'idx_a', 1)), host='pg1')
+    assert judged['status'] == 'fail' and judged['message'].startswith('df -P -B1 %s failed on pg1: ' % missing)
+
+
+def test_a_skipped_measure_reports_df_not_run(tmp_path):
+    result = disk_check(dict(skipped=True, changed=False), space((tmp_path, 'idx_a', 1)), host='pg1')
+    assert result['status'] == 'fail' and result['message'] == 'df was not run on pg1 for %s' % tmp_path

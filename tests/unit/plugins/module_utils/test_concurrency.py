@@ -6,18 +6,21 @@ from ansible_collections.chefcloud.pgindex.plugins.module_utils.concurrency impo
 PG18, PG13 = 180000, 130000
 
 
-def test_default_share_leaves_half_the_host_to_the_application():
-    # 2 CPUs, 6 tables: 1 CPU for the builds: one lane, no parallel worker
-    assert (size(2, 6, PG18)['lanes'], size(2, 6, PG18)['workers'], size(2, 6, PG18)['budget']) == (1, 0, 1)
-    # 16 CPUs: 8 for the builds; lanes first (one per table), then workers with what is left
-    assert (size(16, 6, PG18)['lanes'], size(16, 6, PG18)['workers']) == (6, 0)
+def test_default_gives_a_worker_before_a_second_lane():
+    # 2 CPUs, 6 tables: 2 processes at least (the runbook's one build takes 3): one lane with one parallel worker
+    assert (size(2, 6, PG18)['lanes'], size(2, 6, PG18)['workers'], size(2, 6, PG18)['budget']) == (1, 1, 2)
+    # 16 CPUs: 8 processes; half as many lanes, each build with a worker for its scan and sort
+    assert (size(16, 6, PG18)['lanes'], size(16, 6, PG18)['workers']) == (4, 1)
     assert (size(16, 2, PG18)['lanes'], size(16, 2, PG18)['workers']) == (2, 3)
     assert (size(16, 1, PG18)['lanes'], size(16, 1, PG18)['workers']) == (1, 7)
+    # 1 CPU: one build, no worker
+    assert (size(1, 6, PG18)['lanes'], size(1, 6, PG18)['workers'], size(1, 6, PG18)['budget']) == (1, 0, 1)
 
 
-def test_off_peak_uses_the_whole_machine():
+def test_off_peak_uses_the_whole_machine_lanes_first():
     sized = size(2, 6, PG18, off_peak=True)
     assert (sized['lanes'], sized['workers'], sized['budget']) == (2, 0, 2)
+    assert (size(16, 6, PG18, off_peak=True)['lanes'], size(16, 6, PG18, off_peak=True)['workers']) == (6, 1)
     assert 'off-peak' in sized['rule']
     assert (size(8, 2, PG18, off_peak=True)['lanes'], size(8, 2, PG18, off_peak=True)['workers']) == (2, 3)
 
@@ -46,5 +49,6 @@ def test_unknown_cpu_count_keeps_the_former_defaults():
 
 def test_at_least_one_cpu_and_a_valid_share():
     assert size(1, 6, PG18, cpu_share=0.1)['budget'] == 1
+    assert size(8, 6, PG18, cpu_share=0.1)['budget'] == 2   # at least 2 on a host with 2 CPUs or more
     with pytest.raises(ValueError, match='cpu_share must be above 0 and at most 1'):
         size(4, 2, PG18, cpu_share=1.5)
