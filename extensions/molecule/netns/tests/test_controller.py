@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import glob
 import json
 import os
 import socket
@@ -60,19 +61,36 @@ def test_modules_ran_on_the_bastion_and_df_on_db(task_targets):
     assert df and set(df) == set(['db']), df
 
 
+def _run_records(topology):
+    """The run records of the scenario's deploys (converge, idempotence), oldest first, without 'latest'."""
+    found = []
+    for path in glob.glob(os.path.join(topology['report_dir'], '001_franchise_indexes.db.*.json')):
+        if not path.endswith('.latest.json'):
+            with open(path) as handle:
+                found.append(json.load(handle))
+    return sorted(found, key=lambda report: report['started_at'])
+
+
 def test_report_written_on_the_controller(topology, changeset):
-    with open(os.path.join(topology['report_dir'], REPORT + '.json')) as handle:
-        report = json.load(handle)
     assert os.path.getsize(os.path.join(topology['report_dir'], REPORT + '.md')) > 0
+    # converge built the six and verified them: its run record says so
+    built = [r for r in _run_records(topology) if any(row['action'] == 'created' for row in r['indexes'])]
+    assert built, 'no run record of the converge that built the indexes in %s' % topology['report_dir']
+    report = built[-1]
     assert report['host'] == 'db'
     assert report['database'] == topology['postgres']['database']
     assert report['state'] == 'present'
-    assert report['ok'] is True, report['problems']
+    assert report['ok'] is True and report['verified'] is True, report['problems']
     rows = dict((row['name'], row) for row in report['indexes'])
     assert sorted(rows) == sorted(index['name'] for index in changeset['pgindex_indexes'])
     for name, row in rows.items():
         assert row['valid'] is True, (name, row)
         assert row['plan'] == 'passed', (name, row)
+    # the idempotence run after it found them in place: the short path, nothing built, nothing re-verified
+    with open(os.path.join(topology['report_dir'], REPORT + '.json')) as handle:
+        latest = json.load(handle)
+    assert latest['ok'] is True and latest['build']['short_path'] is True and latest['verified'] is False
+    assert [row['action'] for row in latest['indexes']] == ['none'] * len(changeset['pgindex_indexes'])
 
 
 def test_check_mode_changed_nothing(topology, changeset):
