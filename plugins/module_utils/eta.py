@@ -50,17 +50,16 @@ SPILLING_SHARES = (
     ('index validation: sorting tuples', 0.04),
     ('index validation: scanning table', 0.06),
 )
-# The sort spills when the index's tuples, about this part of the table's bytes, exceed the memory of one
-# participant (maintenance_work_mem split between the leader and its workers).
+# The sort spills when the index's tuples, about this part of the table's bytes, exceed maintenance_work_mem
+# (parallel workers split both the tuples and the memory, so their number does not change the answer).
 SORT_BYTES_PER_TABLE_BYTE = 0.5
 
 
-def sort_spills(table_bytes, maintenance_work_mem_bytes, workers=0):
+def sort_spills(table_bytes, maintenance_work_mem_bytes):
     """Whether the build's sort will not fit in memory (then SPILLING_SHARES describe it)."""
     if not table_bytes or not maintenance_work_mem_bytes:
         return False
-    per_participant = float(maintenance_work_mem_bytes) / (1 + max(0, int(workers or 0)))
-    return table_bytes * SORT_BYTES_PER_TABLE_BYTE / (1 + max(0, int(workers or 0))) > per_participant
+    return table_bytes * SORT_BYTES_PER_TABLE_BYTE > maintenance_work_mem_bytes
 
 
 _ORDER = [name for name, share in PHASE_SHARES]

@@ -139,7 +139,7 @@ def index_states(conn, items, default_schema='public', workers=0, maintenance_wo
         state = dict(name=item.get('name'), schema=schema, table=item.get('table'), exists=row is not None,
                      valid=row[0] if row else None, table_bytes=size,
                      estimate_s=eta.estimate_seconds(size, workers=workers),
-                     sort_spills=eta.sort_spills(size, mwm, workers), drop_sql=None)
+                     sort_spills=eta.sort_spills(size, mwm), drop_sql=None)
         if row is not None and not row[0]:
             state['drop_sql'] = sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}.{}').format(
                 sql.Identifier(schema), sql.Identifier(item.get('name'))).as_string(conn)

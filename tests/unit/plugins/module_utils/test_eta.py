@@ -78,7 +78,7 @@ def test_a_sort_that_spills_is_done_during_the_scan():
     mib = 1024 * 1024
     assert not eta.sort_spills(85 * mib, 64 * mib)           # 1M rows of a runbook table: sorted in memory
     assert eta.sort_spills(420 * mib, 64 * mib)              # 5M rows: runs written during the scan
-    assert not eta.sort_spills(420 * mib, 1024 * mib, workers=1)
+    assert not eta.sort_spills(420 * mib, 1024 * mib)
     assert not eta.sort_spills(None, 64 * mib) and not eta.sort_spills(85 * mib, None)
     # the scan is most of a spilling build: halfway through it, far less is left than with an in-memory sort
     in_memory = eta.remaining_seconds('building index: scanning table', 500, 1000, 0, 0.0, elapsed_s=10.0)
