@@ -22,7 +22,7 @@ options:
   _input:
     description:
       - Either the registered result of the role's one measuring command on the database host (a dict, whose
-        C(stdout) holds C(cpus N), then for each path a C(@@pgindex-df <path>) line, the output of
+        C(stdout) holds the CPU count on its first line, then for each path a C(@@pgindex-df <path>) line, the output of
         C(df -P -B1 -- <path>) and a C(@@pgindex-rc <rc>) line; the role's C(preflight.yml) runs it),
       - or the C(results) of a looped C(ansible.builtin.command) task running C(df -P -B1) over the locations
         (a list; each result's C(item) is a location, or its path).
@@ -67,7 +67,7 @@ def preflight_disk_check(results, space, host='the database host'):
     # Imported on use: see changeset_problems.py.
     from ansible_collections.chefcloud.pgindex.plugins.module_utils.preflight_disk import check_disk, split_host_measure
     if isinstance(results, dict):
-        # the role's one measuring command (HOST_MEASURE_SCRIPT): CPU count and every df in one run
+        # the role's one measuring command (roles/pgindex/vars/main.yml: pgindex_host_measure_script)
         if results.get('skipped') or 'stdout' not in results:
             reports = []
         else:
