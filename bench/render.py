@@ -233,6 +233,11 @@ def section(doc):
             v = offpeak['build'] / limit
             out.append('| off-peak: build phase <= %.2fx the CPU-bound limit (%s s) | %s | %s |' % (
                 TARGET_OFFPEAK_LIMIT, fmt(limit, digits=2), fmt(v, 'x', 2), met(v <= TARGET_OFFPEAK_LIMIT)))
+    lanes = rows.get('psql_lanes', {})
+    if lanes.get('ratio') is not None:
+        out.append('| (reference: the off-peak arrangement by hand, psql_lanes: two psql streams, no workers) '
+                   '| %s the runbook, %s the CPU-bound limit | reference |' % (
+                       fmt(lanes['ratio'], 'x', 2), fmt(lanes['build'] / limit, 'x', 2) if limit else '-'))
     if ours.get('ratio') is not None:
         out.append('| default: build phase <= %.2fx the runbook | %s | %s |' % (
             TARGET_DEFAULT_RATIO, fmt(ours['ratio'], 'x', 2), met(ours['ratio'] <= TARGET_DEFAULT_RATIO)))

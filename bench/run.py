@@ -67,6 +67,8 @@ METHODS = {
     'idle': 'no deploy: the writers alone (their baseline)',
     'runbook': "the runbook: psql -f with the six CREATE INDEX CONCURRENTLY IF NOT EXISTS, one after another",
     'psql_parallel': 'reference: two hand-run psql streams (3 indexes each), maintenance_work_mem 256MB',
+    'psql_lanes': 'reference: the off-peak arrangement by hand - two psql streams (3 indexes each, the same split),'
+                  ' max_parallel_maintenance_workers 0, default maintenance_work_mem',
     'community': 'community.postgresql.postgresql_idx (ansible 12.3.0) looped over the six, concurrent',
     'ours_default': 'chefcloud.pgindex deploy_indexes.yml, default settings (latency sampling off)',
     'ours_tuned': 'deploy_indexes.yml, pgindex_parallelism=3, pgindex_maintenance_work_mem=256MB (sampling off)',
@@ -77,7 +79,8 @@ METHODS = {
                     ' database host (sampling off)',
     'plain': 'for context: plain CREATE INDEX (no CONCURRENTLY), one after another',
 }
-DEFAULT_METHODS = ['idle', 'runbook', 'psql_parallel', 'community', 'ours_default', 'ours_offpeak', 'ours_tuned',
+DEFAULT_METHODS = ['idle', 'runbook', 'psql_parallel', 'psql_lanes', 'community', 'ours_default', 'ours_offpeak',
+                   'ours_tuned',
                    'ours_fast', 'ours_sampling', 'plain']
 PLAYBOOK_VARS = {
     'ours_default': {'pgindex_latency_sampling': False},
@@ -243,10 +246,12 @@ class Bench:
         return out
 
     # ----------------------------------------------------------------------- methods
-    def sql_file(self, name, concurrently, only=None, mwm=None):
+    def sql_file(self, name, concurrently, only=None, mwm=None, workers=None):
         lines = ['SET statement_timeout = 0;', "SET lock_timeout = '5s';"]
         if mwm:
             lines.append("SET maintenance_work_mem = '%s';" % mwm)
+        if workers is not None:
+            lines.append('SET max_parallel_maintenance_workers = %d;' % workers)
         for idx in self.indexes:
             if only is not None and idx['name'] not in only:
                 continue
@@ -285,6 +290,10 @@ class Bench:
             a, b = self.names[0::2], self.names[1::2]
             return [(self.psql_cmd(self.sql_file('stream_a', True, a, '256MB')), self.env),
                     (self.psql_cmd(self.sql_file('stream_b', True, b, '256MB')), self.env)], None
+        if method == 'psql_lanes':
+            a, b = self.names[0::2], self.names[1::2]
+            return [(self.psql_cmd(self.sql_file('lanes_a', True, a, workers=0)), self.env),
+                    (self.psql_cmd(self.sql_file('lanes_b', True, b, workers=0)), self.env)], None
         if method == 'community':
             cols = '%s:%s' % (BENCH / '.collections', ROOT / '.collections')
             cmd, env, timing = self.playbook(BENCH / 'playbooks' / 'community_idx.yml', None, tag, cols)

@@ -6,10 +6,11 @@
 It starts the pg_index_set module as a background job on the task's host (delegate_to), then, in
 one Python loop on the controller, polls the job every second with one shell command and no module
 run (_peek: touch the heartbeat, read the job's state file - the job's monitor thread writes its
-builds' progress there every second - its async result and whether its pid runs), prints progress
-lines live every ``progress_interval`` seconds and when an index ends (n of N done, each build's
-phase and percent, elapsed, ETA, who blocks a wait) and returns the module's result, read in the
-same poll, within a second of the job's end. It owns the liveness rules of the job (module_utils/jobcontrol.py):
+builds' progress there twice a second - then wait on the module host, for the rest of the second, for
+the job's async result, and check whether its pid runs), prints progress lines live every
+``progress_interval`` seconds and when an index ends (n of N done, each build's phase and percent,
+elapsed, ETA, who blocks a wait) and returns the module's result, read in the same poll, about a
+tenth of a second after the job's end. It owns the liveness rules of the job (module_utils/jobcontrol.py):
 a job that died without a result is reported from the catalog within two polls; every poll is the
 job's heartbeat; Ctrl-C (SIGINT/SIGTERM of ansible-playbook) cancels the job's builds and waits for
 it. In check mode the module runs in the foreground (it plans, and shows each index's estimate); when
@@ -207,15 +208,23 @@ class ActionModule(ActionBase):
         except OSError:
             return None
 
-    def _peek(self, jid, token):
+    def _peek(self, jid, token, wait=0.0):
         """One cheap poll, no module run: touch the heartbeat, read the job's state file (its builds' progress
-        included: the job's monitor thread writes it every second), the async result file and whether the job's
-        pid runs, in one shell command on the module host. None when the command itself failed."""
+        included: the job's monitor thread writes it twice a second), the async result file and whether the job's
+        pid runs, in one shell command on the module host. None when the command itself failed.
+
+        With ``wait``, the command first waits up to that many seconds, in steps of 0.1 s on the module host, while
+        the async result still says started: a job that ends in between is seen at once, not at the next poll (a
+        shell whose ``sleep`` takes no fraction stops waiting: a plain poll)."""
         files = jobcontrol.paths(self.async_dir, token)
         quote = shlex.quote
         pid = (self.last_state or {}).get('pid')
-        cmd = ('touch %s 2>/dev/null; cat %s 2>/dev/null; echo; echo %s; cat %s 2>/dev/null; echo; echo %s; %s' % (
-            quote(files['heartbeat']), quote(files['state']), PEEK_MARK, quote(os.path.join(self.async_dir, jid)),
+        result_file = quote(os.path.join(self.async_dir, jid))
+        steps = int(round(wait * 10))
+        waiting = ('w=0; while [ "$w" -lt %d ] && grep -Eq %s %s 2>/dev/null; do sleep 0.1 2>/dev/null || break; '
+                   'w=$((w+1)); done; ' % (steps, quote('"started": (1|true)'), result_file)) if steps else ''
+        cmd = ('touch %s 2>/dev/null; %scat %s 2>/dev/null; echo; echo %s; cat %s 2>/dev/null; echo; echo %s; %s' % (
+            quote(files['heartbeat']), waiting, quote(files['state']), PEEK_MARK, result_file,
             PEEK_MARK, ('kill -0 %d 2>/dev/null && echo 1 || echo 0' % int(pid)) if pid else 'echo'))
         res = self._low_level_execute_command(cmd, sudoable=True)
         parts = (res.get('stdout') or '').split(PEEK_MARK + '\n')
@@ -237,7 +246,9 @@ class ActionModule(ActionBase):
         dead, polls, printed, announced, done_seen, tracked_at = 0, 0, None, False, -1, None
         self.eta_samples = []
         while True:
-            peek = self._peek(jid, token)
+            polled_at = time.monotonic()
+            # the poll waits on the module host for the rest of the interval (it ends early when the job does)
+            peek = self._peek(jid, token, wait=max(0.0, self.poll_interval - 0.1))
             polls += 1
             if peek is None:
                 # the shell poll failed (an odd shell?): the module poll says the same, slower
@@ -271,7 +282,7 @@ class ActionModule(ActionBase):
                 # the controller (ansible-playbook) is gone: stop the heartbeat, the job cancels itself
                 return dict(failed=True, msg='ansible-playbook went away; the job %s stops its builds after its '
                             'heartbeat timeout (%d s)' % (jid, self.heartbeat_timeout))
-            time.sleep(self.poll_interval)
+            time.sleep(max(0.0, self.poll_interval - (time.monotonic() - polled_at)))
 
     def _decode(self, text):
         """The job's result as _execute_module would return it (the module's serialization profile), or None."""

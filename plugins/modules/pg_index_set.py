@@ -83,8 +83,8 @@ options:
   progress_interval:
     description:
       - Seconds between two progress prints of the action plugin's loop (and at each index's end). The loop polls the
-        background job every second with one shell command on the module host (no module run), so the end of the job
-        is seen within about a second.
+        background job every second with one shell command on the module host (no module run) that waits there, in
+        steps of 0.1 s, for the job's result, so the end of the job is seen about 0.1 s after it.
     type: int
     default: 5
   build_timeout:
